@@ -1,0 +1,1 @@
+"""Export side: loads tiny-audio checkpoints with torch + transformers (never their remote code)."""

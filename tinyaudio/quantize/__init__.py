@@ -1,0 +1,1 @@
+"""INT8 / INT4 quantization of exported graphs (onnx + onnxruntime only, never torch)."""

@@ -1,0 +1,1 @@
+"""Torch-free runtime: numpy + onnxruntime + tokenizers only. Nothing here may import torch."""
