@@ -1,5 +1,20 @@
 """The one exception type users see: every message is a complete, single-line explanation."""
 
+import sys
+from collections.abc import Callable
+
 
 class TinyAudioError(Exception):
-    """A user-facing failure: the CLI prints ``error: <message>`` and exits non-zero, no traceback."""
+    """A user-facing failure: the CLI prints ``error: <message>`` and exits non-zero."""
+
+
+def run_cli(main: Callable[[], int | None]) -> int:
+    """Run a console entry point: user errors become one line on stderr and exit status 2."""
+    try:
+        return main() or 0
+    except TinyAudioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

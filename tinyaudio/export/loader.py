@@ -45,7 +45,7 @@ class TinyAudioModel:
 
     @property
     def eos_token_ids(self) -> list[int]:
-        """<|im_end|> and <|endoftext|>, those the tokenizer knows (upstream's generation config)."""
+        """<|im_end|> and <|endoftext|> where the tokenizer has them (upstream's stop ids)."""
         vocab = self.tokenizer.get_vocab()
         return [vocab[t] for t in ("<|im_end|>", "<|endoftext|>") if t in vocab]
 

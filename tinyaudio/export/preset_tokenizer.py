@@ -3,7 +3,7 @@
 Qwen3's vocabulary cannot be downloaded here, but a preset must behave like a real checkpoint:
 same special tokens at the same ids (151643 <|endoftext|> … 151668 </think>), a chat template that
 renders upstream's prompt, byte-level BPE. We train a small BPE and place Qwen3's specials at their
-real ids; the ids in between are reserved tokens that no merge can produce.
+real ids; the ids in between are filler words that no merge can produce.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def build_preset_tokenizer(directory: Path, vocab_size: int = 1000) -> None:
     spec = json.loads(tokenizer.to_str())
     vocab = spec["model"]["vocab"]
     for i in range(len(vocab), QWEN3_FIRST_SPECIAL_ID):
-        vocab[f"<|reserved_{i}|>"] = i
+        vocab[f"\u0120w{i}"] = i  # " w123": readable, and no merge produces it
     spec["added_tokens"] = [
         {
             "id": QWEN3_FIRST_SPECIAL_ID + i,

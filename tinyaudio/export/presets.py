@@ -41,7 +41,7 @@ def materialize_preset(entry: PresetEntry, projector: str | None = None) -> Path
         write_checkpoint(recipe, work / "checkpoint", encoder, llm, **ids)
         if final.exists():  # an incomplete build from a killed process
             shutil.rmtree(final)
-        os.replace(work, final)
+        work.replace(final)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise

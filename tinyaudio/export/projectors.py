@@ -33,7 +33,9 @@ def _shape(state: dict[str, torch.Tensor], key: str) -> tuple[int, ...]:
 
 
 def _expect(key: str, shape: tuple[int, ...], expected: tuple[int | None, ...], why: str) -> None:
-    ok = len(shape) == len(expected) and all(e is None or s == e for s, e in zip(shape, expected))
+    ok = len(shape) == len(expected) and all(
+        e is None or s == e for s, e in zip(shape, expected, strict=False)
+    )
     if not ok:
         want = "[" + ", ".join("*" if e is None else str(e) for e in expected) + "]"
         raise TinyAudioError(

@@ -1,0 +1,30 @@
+# Two entry points for a fresh machine: `make demo` (the main job) and `make test`.
+# Each creates .venv and installs what it needs. torch comes first, pinned, so that pip takes the
+# local CPU wheel instead of resolving a CUDA build.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+TORCH  := torch==2.13.0
+
+.PHONY: demo test lint clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet $(TORCH)
+	$(PY) -m pip install --quiet -e ".[export,dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/tinyaudio models
+	$(VENV)/bin/tinyaudio-reference --model tiny-random samples/jfk.wav
+	$(VENV)/bin/tinyaudio-reference --model tiny-random --unpadded samples/jfk.wav
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,60 @@
+"""Shared fixtures: tiny encoder/LLM repos and upstream-format checkpoints built offline.
+
+The LLM uses Qwen3-0.6B's real tokenizer from ../shared/reference (every developer and CI has it),
+so prompt ids, special ids and the 151670-row vocabulary are the real ones.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tinyaudio.registry import EncoderSpec, LLMSpec
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+QWEN3_REFERENCE = SHARED / "reference" / "qwen3-0.6b"
+AUDIO = SHARED / "audio"
+
+TINY_GLM = EncoderSpec("glmasr", 32, 2, 2, 64, 128)
+TINY_WHISPER = EncoderSpec("whisper", 32, 2, 2, 64, 80)
+TINY_QWEN3 = LLMSpec("qwen3", 32, 2, 4, 2, 8, 64, 151936, True)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Presets are built into a per-session cache, never the user's ~/.cache."""
+    monkeypatch.setenv("TINYAUDIO_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def repos(tmp_path_factory):
+    """Encoder and LLM repos written once per session: {"glmasr", "whisper", "llm"} → Path."""
+    from tinyaudio.export.factory import write_encoder, write_llm
+
+    root = tmp_path_factory.mktemp("repos")
+    return {
+        "glmasr": write_encoder(TINY_GLM, root / "glm-asr"),
+        "whisper": write_encoder(TINY_WHISPER, root / "whisper"),
+        "llm": write_llm(TINY_QWEN3, root / "qwen3", tokenizer_dir=QWEN3_REFERENCE),
+    }
+
+
+@pytest.fixture(scope="session")
+def make_checkpoint(tmp_path_factory, repos):
+    """make_checkpoint(encoder="glmasr", **recipe fields) → an upstream-format checkpoint dir."""
+    from tinyaudio.export.factory import CheckpointRecipe, write_checkpoint
+
+    cache: dict[tuple, Path] = {}
+
+    def make(encoder: str = "glmasr", **fields) -> Path:
+        key = (encoder, tuple(sorted(fields.items())))
+        if key not in cache:
+            directory = tmp_path_factory.mktemp("checkpoint")
+            recipe = CheckpointRecipe(**fields)
+            cache[key] = write_checkpoint(recipe, directory, repos[encoder], repos["llm"])
+        return cache[key]
+
+    return make
