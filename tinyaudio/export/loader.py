@@ -78,6 +78,11 @@ def resolve_checkpoint(
         return materialize_preset(registry.preset(model), projector)
     if model in registry.checkpoints:
         model = registry.checkpoint(model).repo
+    elif "/" not in model and not Path(model).expanduser().is_dir():
+        raise TinyAudioError(
+            f"unknown model '{model}': not a registry name ({', '.join(registry.names())}), "
+            "a hub id (owner/name) or a checkpoint directory"
+        )
     return resolve_directory(model, "checkpoint", CHECKPOINT_FILES, "--model")
 
 

@@ -1,0 +1,30 @@
+"""`pip install .` is the runtime install: it must not bring torch or transformers."""
+
+from __future__ import annotations
+
+import subprocess
+import venv
+
+from tests.conftest import REPO
+
+
+def test_base_install_has_no_torch_or_transformers(tmp_path):
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / "bin" / "python"
+    subprocess.run(
+        [python, "-m", "pip", "install", "--quiet", str(REPO)],
+        check=True, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    installed = subprocess.run(
+        [python, "-m", "pip", "list", "--format=freeze"], check=True, capture_output=True, text=True
+    ).stdout.lower()
+    names = {line.split("==")[0] for line in installed.splitlines()}
+    assert {"numpy", "onnxruntime", "tokenizers", "soundfile", "soxr", "tinyaudio"} <= names
+    assert not names & {"torch", "transformers", "safetensors", "huggingface-hub", "onnx"}
+    # The packaged registry (models.toml inside the wheel) works from the torch-free install.
+    listing = subprocess.run(
+        [env_dir / "bin" / "tinyaudio", "models"], check=True, capture_output=True, text=True
+    )
+    assert "tiny-random" in listing.stdout
+    assert "site-packages" in listing.stdout  # read from the wheel, not from this checkout
