@@ -127,7 +127,7 @@ def read_config(directory: Path) -> dict[str, Any]:
     config = {**CONFIG_DEFAULTS, **read_json(path)}
     for key, kind in CONFIG_TYPES.items():
         value = config[key]
-        if value is None and key in ("system_prompt",):
+        if value is None and key == "system_prompt":
             config[key] = ""
             continue
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
