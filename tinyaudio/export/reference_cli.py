@@ -36,7 +36,11 @@ def _run(args: argparse.Namespace) -> None:
     from tinyaudio.export.reference import ReferenceTranscriber
 
     audio = {path: load_audio(path) for path in args.files}  # fail on bad input before loading
-    name = args.model or load_registry().default_model
+    registry = load_registry()
+    name = args.model or registry.default_model
+    if name in registry.presets:
+        print(f"note: {name} has random weights: its text is noise, it shows the pipeline runs",
+              file=sys.stderr)  # fmt: skip
     started = time.perf_counter()
     print(f"loading {name} ...", file=sys.stderr)
     model = load_model(name, args.projector, args.encoder_dir, args.llm_dir)
