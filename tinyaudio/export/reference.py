@@ -98,6 +98,17 @@ class ReferenceTranscriber:
         """Transcribe 16 kHz mono float audio (upstream truncates anything past 30 s)."""
         features, mel_length = self.features(audio, padded)
         audio_rows = self.audio_embeddings(features, mel_length)
+        return self.generate(audio_rows, features.shape[-1], instruction, max_new_tokens)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        audio_rows: torch.Tensor,
+        mel_frames: int,
+        instruction: str | None = None,
+        max_new_tokens: int | None = None,
+    ) -> ReferenceResult:
+        """Splice projector rows into the prompt and decode greedily (the LLM half)."""
         ids = self.prompt_ids(audio_rows.shape[0], instruction)
         lm = self.model.language_model
         embeds = lm.get_input_embeddings()(ids)
@@ -127,5 +138,5 @@ class ReferenceTranscriber:
             token_ids=generated,
             prompt_ids=ids[0].tolist(),
             num_audio_tokens=int(audio_rows.shape[0]),
-            mel_frames=int(features.shape[-1]),
+            mel_frames=int(mel_frames),
         )
