@@ -101,6 +101,16 @@ class ReferenceTranscriber:
         return self.generate(audio_rows, features.shape[-1], instruction, max_new_tokens)
 
     @torch.no_grad()
+    def prompt_embeddings(
+        self, audio_rows: torch.Tensor, instruction: str | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompt ids [1, L] and their embeddings with the audio rows at the `<audio>` slots."""
+        ids = self.prompt_ids(audio_rows.shape[0], instruction)
+        embeds = self.model.language_model.get_input_embeddings()(ids)
+        slots = (ids == self.model.audio_token_id).unsqueeze(-1)
+        return ids, embeds.masked_scatter(slots, audio_rows.to(embeds.dtype))
+
+    @torch.no_grad()
     def generate(
         self,
         audio_rows: torch.Tensor,
@@ -109,11 +119,8 @@ class ReferenceTranscriber:
         max_new_tokens: int | None = None,
     ) -> ReferenceResult:
         """Splice projector rows into the prompt and decode greedily (the LLM half)."""
-        ids = self.prompt_ids(audio_rows.shape[0], instruction)
+        ids, embeds = self.prompt_embeddings(audio_rows, instruction)
         lm = self.model.language_model
-        embeds = lm.get_input_embeddings()(ids)
-        slots = (ids == self.model.audio_token_id).unsqueeze(-1)
-        embeds = embeds.masked_scatter(slots, audio_rows.to(embeds.dtype))
         config = self.generation_config
         if max_new_tokens is not None:
             config = GenerationConfig(**{**config.to_dict(), "max_new_tokens": max_new_tokens})

@@ -1,0 +1,5 @@
+import sys
+
+from tinyaudio.export.cli import main
+
+sys.exit(main())

@@ -1,0 +1,84 @@
+"""`tinyaudio-export`: a tiny-audio checkpoint → a verified FP32, INT8 or INT4 ONNX bundle.
+
+Needs the [export] extra (torch, transformers, onnx). The FP32 graphs are checked against PyTorch
+before anything is written; INT8/INT4 are then made by tinyaudio-quantize's code and gated on
+greedy-token agreement with FP32. The bundle appears only when everything has passed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+from tinyaudio.bundle import check_output, writing_bundle
+from tinyaudio.errors import run_cli
+from tinyaudio.progress import Progress
+from tinyaudio.quantize.cli import add_precision, add_quantize_options, gate_audio
+from tinyaudio.registry import PROJECTOR_TYPES, load_registry
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tinyaudio-export", description=__doc__)
+    parser.add_argument("--model", help="registry name, hub id or checkpoint directory "
+                        "(default: models.toml's default)")  # fmt: skip
+    parser.add_argument("--projector", choices=PROJECTOR_TYPES,
+                        help="projector type: picks the registry checkpoint (or preset variant) "
+                        "with it, and must match the checkpoint's own")  # fmt: skip
+    add_precision(parser, default="int8", fp32=True)
+    parser.add_argument("-o", "--output", help="bundle directory (default: ./<model>-<projector>-"
+                        "<precision>)")  # fmt: skip
+    parser.add_argument("--force", action="store_true", help="replace an existing output")
+    parser.add_argument("--encoder-dir", help="local audio encoder repo instead of the hub id")
+    parser.add_argument("--llm-dir", help="local LLM repo instead of the hub id")
+    add_quantize_options(parser)
+    return parser
+
+
+def _choose_model(args: argparse.Namespace) -> str:
+    registry = load_registry()
+    if args.model:
+        return args.model
+    default = registry.default_model
+    if args.projector and default in registry.checkpoints:
+        return registry.checkpoint_for_projector(args.projector).name
+    return default
+
+
+def _run(args: argparse.Namespace) -> None:
+    from tinyaudio.export.exporter import export_fp32
+    from tinyaudio.export.loader import load_model
+    from tinyaudio.quantize.pipeline import quantize_bundle
+
+    model_name = _choose_model(args)
+    projector = args.projector or "default"
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(model_name).name or model_name)
+    output = Path(args.output or f"{name}-{projector}-{args.precision}").expanduser().absolute()
+    check_output(output, args.force)  # fail before minutes of work
+    extra_audio = gate_audio(args.gate_audio)
+    progress = Progress(enabled=not args.quiet)
+    with progress.stage(f"load {model_name}"):
+        model = load_model(model_name, args.projector, args.encoder_dir, args.llm_dir)
+    if args.precision == "fp32":
+        with writing_bundle(output, args.force) as work:
+            export_fp32(model, work, progress)
+    else:
+        with tempfile.TemporaryDirectory(prefix=f".{output.name}.fp32-", dir=output.parent) as tmp:
+            fp32 = Path(tmp) / "fp32"
+            fp32.mkdir()
+            export_fp32(model, fp32, progress)
+            del model  # the PyTorch weights are not needed for quantization
+            quantize_bundle(fp32, output, args.precision, args.force, args.block_size,
+                            extra_audio, progress)  # fmt: skip
+    print(output)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    return run_cli(lambda: _run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""A loaded tiny-audio model → an FP32 bundle: graphs, tokenizer.json, manifest, parity figures."""
+
+from __future__ import annotations
+
+import platform
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from tinyaudio.bundle import write_manifest
+from tinyaudio.errors import TinyAudioError
+from tinyaudio.export import graphs
+from tinyaudio.export.loader import TinyAudioModel
+from tinyaudio.export.parity import check_parity
+from tinyaudio.export.reference import ReferenceTranscriber
+from tinyaudio.onnx_files import graph_io, load_model
+from tinyaudio.progress import Progress
+from tinyaudio.quantize.weights import lm_head_embeddings
+from tinyaudio.runtime.lengths import HOP_LENGTH, SAMPLE_RATE, WINDOW_FRAMES
+
+TOOLS = ("tinyaudio", "torch", "transformers", "onnx", "onnxscript", "onnxruntime", "tokenizers")
+
+
+def export_fp32(model: TinyAudioModel, directory: Path, progress: Progress) -> dict[str, Any]:
+    """Write the FP32 bundle into ``directory`` (an empty work dir) and return its manifest."""
+    n_mels = model.encoder.feature_extractor.feature_size
+    files = {name: f"{name}.onnx" for name in ("encoder", "projector", "decoder")}
+    with progress.stage(f"export encoder ({model.encoder.kind})"):
+        graphs.export_encoder(model.encoder, n_mels, directory / files["encoder"])
+    with progress.stage(f"export projector ({model.projector.describe()})"):
+        graphs.export_projector(
+            model.projector, model.encoder.hidden_size, directory / files["projector"]
+        )
+    with progress.stage("export decoder (KV cache, inputs_embeds, last-position logits)"):
+        graphs.export_decoder(model.language_model, directory / files["decoder"])
+    model.tokenizer.backend_tokenizer.save(str(directory / "tokenizer.json"))
+    dims = _dims(model, n_mels)
+    manifest = {
+        "precision": "fp32",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": _identity(model),
+        "dims": dims,
+        "audio": _front_end(model, n_mels),
+        "prompt": _prompt(model),
+        "graphs": {
+            name: {
+                "file": file,
+                "precision": "fp32",
+                "quantization": {"method": "fp32"},
+                **graph_io(load_model(directory / file, weights=False)),
+            }
+            for name, file in files.items()
+        },
+        "embeddings": lm_head_embeddings(directory / files["decoder"], dims["llm_hidden"]),
+        "tools": _tool_versions(),
+    }
+    write_manifest(directory, manifest)
+    with progress.stage("parity: ONNX FP32 vs PyTorch (encoder both modes, projector, decoder)"):
+        manifest["parity"] = check_parity(model, directory)
+    decoder = manifest["parity"]["decoder"]
+    progress.note(
+        f"decoder logits max abs {decoder['logits_max_abs']:.2e} over {decoder['steps']} steps, "
+        f"tokens identical: {decoder['tokens_identical']}"
+    )
+    return write_manifest(directory, {k: v for k, v in manifest.items() if k != "files"})
+
+
+def _dims(model: TinyAudioModel, n_mels: int) -> dict[str, int]:
+    config = model.language_model.config
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    return {
+        "n_mels": n_mels,
+        "encoder_hidden": model.encoder.hidden_size,
+        "llm_hidden": config.hidden_size,
+        "vocab_size": model.language_model.get_output_embeddings().weight.shape[0],
+        "num_layers": config.num_hidden_layers,
+        "num_kv_heads": config.num_key_value_heads,
+        "head_dim": head_dim,
+        "max_positions": min(config.max_position_embeddings, graphs.MAX_POSITIONS),
+    }
+
+
+def _identity(model: TinyAudioModel) -> dict[str, Any]:
+    config = model.config
+    return {
+        "source": model.source,
+        "checkpoint": str(model.directory),
+        "projector_type": model.projector_type,
+        "projector": model.projector.describe(),
+        "encoder": model.encoder.kind,
+        "audio_model_id": config["audio_model_id"],
+        "text_model_id": config["text_model_id"],
+        "llm_family": model.language_model.config.model_type,
+        "lora_merged": model.lora_merged,
+    }
+
+
+def _front_end(model: TinyAudioModel, n_mels: int) -> dict[str, Any]:
+    projector = model.projector
+    return {
+        "feature_extractor": "whisper-log-mel",
+        "sample_rate": SAMPLE_RATE,
+        "n_fft": 400,
+        "hop_length": HOP_LENGTH,
+        "n_mels": n_mels,
+        "window_frames": WINDOW_FRAMES,
+        "conv_layers": [list(layer) for layer in model.config["encoder_conv_layers"]],
+        "projector": {
+            "type": projector.projector_type,
+            "pool_stride": projector.pool_stride,
+            "qformer_window": projector.qformer_window,
+            "qformer_queries": projector.qformer_queries,
+        },
+    }
+
+
+def _prompt(model: TinyAudioModel) -> dict[str, Any]:
+    """Prompt ids around the `<audio>` slots, checked against the chat template."""
+    reference = ReferenceTranscriber(model)
+    audio = model.audio_token_id
+
+    def around(instruction: str | None) -> tuple[list[int], list[int]]:
+        ids = reference.prompt_ids(3, instruction)[0].tolist()
+        first = ids.index(audio)
+        prefix, suffix = ids[:first], ids[first + 3 :]
+        if reference.prompt_ids(7, instruction)[0].tolist() != prefix + [audio] * 7 + suffix:
+            raise TinyAudioError("the chat template does not keep the audio slots contiguous")
+        return prefix, suffix
+
+    prefix, suffix = around(None)
+    turn_prefix, turn_suffix = around("")
+    return {
+        "prefix_ids": prefix,
+        "suffix_ids": suffix,
+        "audio_token_id": audio,
+        "stop_ids": model.eos_token_ids,
+        "instruction": model.prompt.instruction,
+        "placement": model.prompt.placement,
+        "system_prompt": model.system_prompt,
+        # For a custom instruction: turn_prefix + [text] + audio + [" " + text] + turn_suffix.
+        "turn_prefix_ids": turn_prefix,
+        "turn_suffix_ids": turn_suffix,
+        "max_new_tokens": model.max_new_tokens,
+    }
+
+
+def _tool_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in TOOLS:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions

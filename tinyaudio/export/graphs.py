@@ -1,0 +1,140 @@
+"""The three FP32 graphs of a bundle, traced with ``torch.onnx.export(dynamo=True)``.
+
+- encoder: ``input_features`` [1, n_mels, frames] → ``encoder_states`` [1, frames', D], any length
+  (the exact mode feeds 3000 frames, the fast mode only the real ones);
+- projector: ``encoder_states`` → ``audio_embeds`` [1, rows, H], any length;
+- decoder: ``inputs_embeds`` [1, S, H] + ``past_key.i``/``past_value.i`` [1, P, kv_heads, head_dim]
+  → ``logits`` [1, vocab] for the last position only, and ``new_key.i``/``new_value.i``
+  [1, S, kv_heads, head_dim]: the cache rows of the S new positions, not the whole cache.
+
+Why KV *deltas* with the time axis first: the runtime keeps one preallocated [1, max, kv, hd]
+buffer per layer. ``past`` is the prefix ``buffer[:, :P]`` and the outputs are bound to
+``buffer[:, P:P+S]``; both slices are contiguous, so IO binding hands onnxruntime pointers into
+the buffer and nothing is copied or allocated per step. Standard past/present graphs return the
+whole cache every step (an O(P) copy per layer per token), and the alternative that shares one
+buffer (GroupQueryAttention's past_present_share_buffer) needs contrib ops that a plain torch
+export does not produce.
+
+The LM head stays a ``Gemm(transB=1)`` over the [vocab, H] weight, the same layout as the token
+embedding table, so the runtime reads embedding rows straight out of the decoder's weights instead
+of shipping a second copy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import DynamicCache, PreTrainedModel
+
+from tinyaudio import onnx_files
+from tinyaudio.export.encoder import AudioEncoder
+from tinyaudio.export.projectors import Projector
+
+OPSET = 21
+MAX_FRAMES = 3000  # 30 s of mel frames: the encoder's window
+MAX_POSITIONS = 32768
+
+
+class EncoderGraph(nn.Module):
+    def __init__(self, encoder: AudioEncoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.module = encoder.module  # registers the weights
+
+    def forward(self, input_features: torch.Tensor) -> torch.Tensor:
+        return self.encoder(input_features)
+
+
+class DecoderGraph(nn.Module):
+    """The LLM with a KV cache in, KV deltas out, and last-position logits."""
+
+    def __init__(self, language_model: PreTrainedModel) -> None:
+        super().__init__()
+        self.language_model = language_model
+        self.num_layers = language_model.config.num_hidden_layers
+
+    def forward(self, inputs_embeds: torch.Tensor, *past: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        cached = past[0].shape[1]
+        new = inputs_embeds.shape[1]
+        cache = DynamicCache(config=self.language_model.config)
+        for layer in range(self.num_layers):
+            keys, values = past[2 * layer], past[2 * layer + 1]
+            cache.update(keys.transpose(1, 2), values.transpose(1, 2), layer)
+        positions = torch.arange(cached, cached + new).unsqueeze(0)
+        hidden = self.language_model.model(
+            inputs_embeds=inputs_embeds, past_key_values=cache, position_ids=positions,
+            use_cache=True,
+        ).last_hidden_state  # fmt: skip
+        logits = self.language_model.lm_head(hidden[:, -1])
+        deltas: list[torch.Tensor] = []
+        for layer in cache.layers:
+            deltas += [layer.keys[:, :, cached:].transpose(1, 2)]
+            deltas += [layer.values[:, :, cached:].transpose(1, 2)]
+        return (logits, *deltas)
+
+
+def kv_names(num_layers: int, prefix: str) -> list[str]:
+    return [f"{prefix}_{kind}.{i}" for i in range(num_layers) for kind in ("key", "value")]
+
+
+def export_encoder(encoder: AudioEncoder, n_mels: int, path: Path) -> None:
+    frames = torch.export.Dim("frames", min=8, max=MAX_FRAMES)
+    example = torch.randn(1, n_mels, 200)
+    _export(EncoderGraph(encoder), (example,), path, ["input_features"], ["encoder_states"],
+            ({2: frames},))  # fmt: skip
+
+
+def export_projector(projector: Projector, encoder_dim: int, path: Path) -> None:
+    frames = torch.export.Dim("encoder_frames", min=4, max=MAX_FRAMES)
+    example = torch.randn(1, 100, encoder_dim)
+    _export(projector, (example,), path, ["encoder_states"], ["audio_embeds"], ({1: frames},))
+
+
+def export_decoder(language_model: PreTrainedModel, path: Path) -> None:
+    config = language_model.config
+    language_model.config._attn_implementation = "eager"  # plain MatMul/Softmax: quantizable
+    graph = DecoderGraph(language_model)
+    layers, kv_heads = config.num_hidden_layers, config.num_key_value_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    new = torch.export.Dim("sequence", min=1, max=MAX_POSITIONS)
+    cached = torch.export.Dim("past_sequence", min=0, max=MAX_POSITIONS)
+    embeds = torch.randn(1, 5, config.hidden_size)
+    past = tuple(torch.randn(1, 3, kv_heads, head_dim) for _ in range(2 * layers))
+    _export(
+        graph,
+        (embeds, *past),
+        path,
+        ["inputs_embeds", *kv_names(layers, "past")],
+        ["logits", *kv_names(layers, "new")],
+        ({1: new}, tuple({1: cached} for _ in past)),
+    )
+
+
+def _export(module, args, path: Path, inputs, outputs, dynamic_shapes) -> None:
+    """Trace, optimise and save one graph; torch.onnx's chatter is kept off the terminal."""
+    quiet = io.StringIO()
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    with (
+        torch.no_grad(),
+        warnings.catch_warnings(),
+        contextlib.redirect_stdout(quiet),
+        contextlib.redirect_stderr(quiet),
+    ):
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            module.eval(),
+            args,
+            dynamo=True,
+            input_names=list(inputs),
+            output_names=list(outputs),
+            dynamic_shapes=dynamic_shapes,
+            opset_version=OPSET,
+            verbose=False,
+        )
+    onnx_files.save_model(program.model_proto, path)

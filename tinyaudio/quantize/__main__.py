@@ -1,0 +1,5 @@
+import sys
+
+from tinyaudio.quantize.cli import main
+
+sys.exit(main())

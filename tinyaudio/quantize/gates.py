@@ -1,0 +1,80 @@
+"""Accuracy gates: a quantized bundle must pick FP32's greedy tokens wherever FP32 is decisive.
+
+Both bundles run end to end (front end → encoder → projector → decoder) on the same probe audio,
+so encoder and projector error reach the gate through the tokens, as they do in use. The
+quantized decoder is then teacher-forced along FP32's greedy sequence (stop token included) and
+must choose the same token at every position, except where FP32 itself is at a near-tie: its top
+two logits closer than ``TIE_MARGIN``. There the choice is within FP32's own indecision, and a
+free-running comparison would stop meaning anything after the first such flip. Ties are counted
+and reported, never hidden; random-weight test models have many, trained models few.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tinyaudio.runtime.engine import Engine
+
+TIE_MARGIN = 0.5  # logits: top-1 less than e^0.5 ≈ 1.65x as likely as top-2
+
+
+@dataclass
+class Baseline:
+    features: np.ndarray
+    mel_length: int
+    rows: np.ndarray
+    tokens: list[int]
+    margins: list[float]  # FP32 top-1 minus top-2 logit at each generated position
+
+
+def _margin(logits: np.ndarray) -> float:
+    top2 = np.partition(logits[0], -2)[-2:]
+    return float(top2[1] - top2[0])
+
+
+def baseline(engine: Engine, probes: dict[str, np.ndarray], max_tokens: int) -> dict[str, Baseline]:
+    out = {}
+    for name, audio in probes.items():
+        features, mel_length = engine.features(audio, padded=False)
+        rows = engine.audio_rows(features, mel_length)
+        prompt = engine.prompt_embeds(rows)
+        cache = engine.decoder.new_cache(prompt.shape[1] + max_tokens)
+        tokens, margins = [], []
+        for token, logits in engine.decoder.generate(prompt, engine.embeddings, cache):
+            tokens.append(token)
+            margins.append(_margin(logits))
+            if len(tokens) >= max_tokens or token in engine.stop_ids:
+                break
+        out[name] = Baseline(features, mel_length, rows, tokens, margins)
+    return out
+
+
+def run_gate(engine: Engine, reference: dict[str, Baseline]) -> dict:
+    probes = {}
+    for name, base in reference.items():
+        rows = engine.audio_rows(base.features, base.mel_length)
+        prompt = engine.prompt_embeds(rows)
+        cache = engine.decoder.new_cache(prompt.shape[1] + len(base.tokens))
+        logits = engine.decoder.forward(prompt, cache)
+        flips, ties = [], 0
+        for position, (token, margin) in enumerate(zip(base.tokens, base.margins, strict=True)):
+            if int(np.argmax(logits[0])) != token:
+                if margin < TIE_MARGIN:
+                    ties += 1
+                else:
+                    flips.append({"position": position, "fp32_margin": round(margin, 4)})
+            if position + 1 < len(base.tokens):
+                logits = engine.decoder.forward(engine.embeddings([token])[None], cache)
+        scale = float(np.abs(base.rows).max()) or 1.0
+        probes[name] = {
+            "tokens": len(base.tokens),
+            "agree": len(base.tokens) - ties - len(flips),
+            "flips_at_fp32_ties": ties,
+            "decisive_flips": flips,
+            "fp32_min_margin": round(min(base.margins), 4),
+            "audio_rows_max_rel_err": round(float(np.abs(rows - base.rows).max()) / scale, 6),
+        }
+    passed = all(not p["decisive_flips"] for p in probes.values())
+    return {"passed": passed, "tie_margin": TIE_MARGIN, "probes": probes}

@@ -1,0 +1,203 @@
+"""FP32 bundle → INT8 or INT4 bundle, recipe by recipe until one passes the accuracy gate.
+
+Each precision has a ladder of recipes, cheapest first. A recipe is built, run end to end against
+the FP32 bundle on the probe audio, and kept only if every probe's greedy tokens agree; otherwise
+the next (more conservative) recipe is tried. Every attempt and its gate figures go into the
+manifest. If no recipe passes, quantization stops with an error and writes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+
+from tinyaudio import onnx_files
+from tinyaudio.bundle import read_manifest, sha256, verify_bundle, write_manifest, writing_bundle
+from tinyaudio.errors import TinyAudioError
+from tinyaudio.progress import Progress
+from tinyaudio.quantize import gates, weights
+from tinyaudio.quantize.probes import probe_signals
+from tinyaudio.runtime.engine import Engine
+
+GATE_TOKENS = 16
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    encoder: str  # "fp32" | "int8-dynamic"
+    projector: str
+    decoder_bits: int
+    lm_head_bits: int
+    block_size: int
+    accuracy_level: int  # MatMulNBits: 4 = int8 activations (fast), 1 = fp32 activations
+
+    def graph_recipe(self, graph: str) -> dict:
+        if graph == "decoder":
+            return {
+                "method": "matmul-nbits",
+                "bits": self.decoder_bits,
+                "lm_head_bits": self.lm_head_bits,
+                "block_size": self.block_size,
+                "accuracy_level": self.accuracy_level,
+                "symmetric": True,
+            }
+        method = getattr(self, graph)
+        if method == "fp32":
+            return {"method": "fp32"}
+        return {"method": method, "per_channel": True, "op_types": ["MatMul"]}
+
+
+def ladder(precision: str, block_size: int) -> list[Recipe]:
+    """Recipes for a precision, from fastest to most conservative."""
+    if precision == "int8":
+        return [
+            Recipe("int8", "int8-dynamic", "int8-dynamic", 8, 8, block_size, 4),
+            Recipe("int8-fp32-audio", "fp32", "fp32", 8, 8, block_size, 4),
+        ]
+    if precision == "int4":
+        return [
+            Recipe("int4", "int8-dynamic", "int8-dynamic", 4, 4, block_size, 4),
+            Recipe("int4-lm-head-int8", "int8-dynamic", "int8-dynamic", 4, 8, block_size, 4),
+            Recipe("int4-fp32-activations", "int8-dynamic", "int8-dynamic", 4, 8, block_size, 1),
+        ]
+    raise TinyAudioError(f"unknown precision '{precision}': choose int8 or int4")
+
+
+DEFAULT_BLOCK_SIZE = {"int8": 128, "int4": 32}
+
+
+def quantize_bundle(
+    source: Path,
+    output: Path,
+    precision: str,
+    force: bool = False,
+    block_size: int | None = None,
+    gate_audio: dict[str, np.ndarray] | None = None,
+    progress: Progress | None = None,
+) -> dict:
+    """Write the quantized bundle ``output`` from the FP32 bundle ``source``; returns its manifest."""
+    progress = progress or Progress(enabled=False)
+    if precision not in DEFAULT_BLOCK_SIZE:
+        raise TinyAudioError(f"unknown precision '{precision}': choose int8 or int4")
+    source = Path(source)
+    manifest = read_manifest(source)
+    if manifest.get("precision") != "fp32":
+        raise TinyAudioError(
+            f"{source} is a {manifest.get('precision')} bundle; quantize starts from an FP32 one"
+        )
+    if Path(output).expanduser().absolute() == source.absolute():
+        raise TinyAudioError("the output must differ from the FP32 source bundle")
+    block_size = block_size or DEFAULT_BLOCK_SIZE[precision]
+    if block_size < 16 or block_size & (block_size - 1):
+        raise TinyAudioError(f"--block-size must be a power of two ≥ 16, got {block_size}")
+    with (
+        writing_bundle(output, force) as work,
+        tempfile.TemporaryDirectory(prefix=".quantize-", dir=work.parent) as scratch,
+    ):
+        with progress.stage(f"verify {source}"):
+            verify_bundle(source, manifest)
+            fp32 = Engine.from_bundle(source, verify=False)
+        probes = {**probe_signals(), **(gate_audio or {})}
+        with progress.stage(f"FP32 baseline on {len(probes)} probe clips"):
+            reference = gates.baseline(fp32, probes, GATE_TOKENS)
+        attempts = []
+        for recipe in ladder(precision, block_size):
+            candidate = Path(scratch) / recipe.name
+            with progress.stage(f"quantize ({recipe.name})"):
+                _build(source, candidate, recipe, manifest, Path(scratch), progress)
+            with progress.stage(f"gate {recipe.name}: greedy tokens vs FP32"):
+                result = gates.run_gate(Engine.from_bundle(candidate, verify=False), reference)
+            attempts.append({"recipe": recipe.name, **result})
+            progress.note(f"{recipe.name}: gate {'passed' if result['passed'] else 'FAILED'}")
+            if result["passed"]:
+                break
+        else:
+            summary = "; ".join(
+                f"{a['recipe']}: " + ", ".join(
+                    f"{name} flips token {f['position']} (FP32 margin {f['fp32_margin']})"
+                    for name, p in a["probes"].items() for f in p["decisive_flips"][:1]
+                )
+                for a in attempts
+            )  # fmt: skip
+            raise TinyAudioError(f"no {precision} recipe passed the accuracy gate ({summary})")
+        for path in candidate.iterdir():
+            if path.name != "manifest.json":
+                shutil.move(str(path), work / path.name)
+        final = json.loads((candidate / "manifest.json").read_text())
+        final.pop("files")
+        final["gates"] = {"tokens_per_probe": GATE_TOKENS, "mode": "fast", "attempts": attempts}
+        return write_manifest(work, final)
+
+
+def _build(
+    source: Path, target: Path, recipe: Recipe, manifest: dict, scratch: Path, progress: Progress
+) -> None:
+    """Quantize each graph as the recipe says (reusing graphs an earlier recipe already built)."""
+    target.mkdir()
+    graphs = {}
+    for graph in ("encoder", "projector", "decoder"):
+        spec = recipe.graph_recipe(graph)
+        key = scratch / f"cache-{graph}-{_digest(spec)}"
+        name = manifest["graphs"][graph]["file"]
+        if not key.exists():
+            key.mkdir()
+            if spec["method"] == "fp32":
+                for path in source.glob(name + "*"):
+                    shutil.copy2(path, key / path.name)
+            elif spec["method"] == "int8-dynamic":
+                weights.int8_dynamic(source / name, key / name)
+            else:
+                weights.nbits(source / name, key / name, spec["bits"], spec["block_size"],
+                              spec["accuracy_level"], spec["lm_head_bits"])  # fmt: skip
+        for path in key.iterdir():
+            shutil.copy2(path, target / path.name)
+        progress.note(f"{graph}: {spec['method']} {_size_mb(target / name):.1f} MB")
+        graphs[graph] = {
+            **manifest["graphs"][graph],
+            "precision": _precision(spec),
+            "quantization": spec,
+            **onnx_files.graph_io(onnx_files.load_model(target / name, weights=False)),
+        }
+    shutil.copy2(source / "tokenizer.json", target / "tokenizer.json")
+    body = {k: v for k, v in manifest.items() if k not in ("files", "format", "format_version")}
+    decoder_file = target / graphs["decoder"]["file"]
+    body.update(
+        precision=recipe.name.split("-")[0],
+        recipe=asdict(recipe),
+        graphs=graphs,
+        embeddings=weights.lm_head_embeddings(decoder_file, manifest["dims"]["llm_hidden"]),
+        quantized_from={"precision": "fp32", "manifest_sha256": sha256(source / "manifest.json")},
+        tools={
+            **manifest["tools"],
+            "quantize_onnxruntime": onnxruntime.__version__,
+            "quantize_python": platform.python_version(),
+        },  # fmt: skip
+    )
+    write_manifest(target, body)
+
+
+def _precision(spec: dict) -> str:
+    if spec["method"] == "fp32":
+        return "fp32"
+    if spec["method"] == "int8-dynamic":
+        return "int8"
+    return f"int{spec['bits']}" + (f"+lm_head-int{spec['lm_head_bits']}"
+                                   if spec["lm_head_bits"] != spec["bits"] else "")  # fmt: skip
+
+
+def _size_mb(path: Path) -> float:
+    data = path.with_name(path.name + ".data")
+    return (path.stat().st_size + (data.stat().st_size if data.exists() else 0)) / 1e6
+
+
+def _digest(spec: dict) -> str:
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]

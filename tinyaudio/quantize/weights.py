@@ -1,0 +1,116 @@
+"""Weight quantization of one graph, with onnxruntime's own quantizers (no torch).
+
+- ``int8_dynamic``: MatMul weights INT8 per output channel, activations quantized at run time
+  (MatMulInteger, VNNI u8s8). Best for the encoder's large-M GEMMs (2-4x FP32 here).
+- ``nbits``: weight-only MatMulNBits (4 or 8 bits, blockwise, symmetric). Best for single-token
+  decode, which is bound by reading weights. The decoder's LM head (a ``Gemm`` over the [vocab, H]
+  table in the FP32 graph) is turned into a MatMul first so it is quantized too, optionally at
+  other bits; its packed rows are then also the token-embedding table (runtime/embeddings.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from tinyaudio import onnx_files
+from tinyaudio.errors import TinyAudioError
+
+LM_HEAD = "lm_head"
+
+logging.getLogger("onnxruntime.quantization").setLevel(logging.WARNING)
+
+
+def int8_dynamic(source: Path, target: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    logging.getLogger().setLevel(logging.WARNING)  # quantize_dynamic logs per tensor at INFO
+    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+        staged = Path(scratch) / target.name
+        quantize_dynamic(
+            str(source),
+            str(staged),
+            per_channel=True,
+            reduce_range=False,  # VNNI has no u8s8 overflow; reduce_range only costs accuracy
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["MatMul"],
+            use_external_data_format=True,
+            extra_options={"MatMulConstBOnly": True},
+        )
+        onnx_files.save_model(onnx_files.load_model(staged), target)
+
+
+def nbits(
+    source: Path,
+    target: Path,
+    bits: int,
+    block_size: int,
+    accuracy_level: int,
+    lm_head_bits: int,
+) -> None:
+    from onnxruntime.quantization.matmul_nbits_quantizer import (
+        DefaultWeightOnlyQuantConfig,
+        MatMulNBitsQuantizer,
+    )
+
+    model = _lm_head_as_matmul(onnx_files.load_model(source))
+    passes = [
+        (bits, {"nodes_to_exclude": [LM_HEAD]}),
+        (lm_head_bits, {"nodes_to_include": [LM_HEAD]}),
+    ]
+    for pass_bits, selection in passes:
+        config = DefaultWeightOnlyQuantConfig(
+            block_size=block_size, is_symmetric=True, accuracy_level=accuracy_level, bits=pass_bits
+        )
+        quantizer = MatMulNBitsQuantizer(model, algo_config=config, **selection)
+        quantizer.process()
+        model = quantizer.model.model
+    onnx_files.save_model(model, target)
+
+
+def _lm_head_as_matmul(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Gemm(h, W[vocab, H], transB=1) → MatMul(h, Wᵀ) named ``lm_head`` (what quantizers know)."""
+    graph = model.graph
+    for index, node in enumerate(graph.node):
+        if node.op_type == "Gemm" and node.output[0] == "logits":
+            break
+    else:
+        raise TinyAudioError("decoder graph has no Gemm LM head producing 'logits'")
+    if len(node.input) > 2:
+        raise TinyAudioError("decoder LM head has a bias; only bias-free heads are supported")
+    initializers = {t.name: t for t in graph.initializer}
+    weight = numpy_helper.to_array(initializers[node.input[1]])
+    transposed = numpy_helper.from_array(np.ascontiguousarray(weight.T), node.input[1] + ".T")
+    graph.initializer.remove(initializers[node.input[1]])
+    graph.initializer.append(transposed)
+    matmul = onnx.helper.make_node("MatMul", [node.input[0], transposed.name], ["logits"], LM_HEAD)
+    graph.node.remove(node)
+    graph.node.insert(index, matmul)
+    return model
+
+
+def lm_head_embeddings(graph_path: Path, hidden_size: int) -> dict:
+    """Where the decoder's LM-head rows are (the manifest's ``embeddings`` entry)."""
+    model = onnx_files.load_model(graph_path, weights=False)
+    node = next(n for n in model.graph.node if "logits" in n.output)
+    locate = lambda name: onnx_files.tensor_location(graph_path, name)  # noqa: E731
+    if node.op_type == "Gemm":
+        return {"format": "float32", "hidden_size": hidden_size, "weight": locate(node.input[1])}
+    if node.op_type != "MatMulNBits":
+        raise TinyAudioError(f"decoder LM head is a {node.op_type}; cannot share its rows")
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    zero_points = node.input[3] if len(node.input) > 3 and node.input[3] else None
+    return {
+        "format": "nbits",
+        "hidden_size": hidden_size,
+        "bits": attrs["bits"],
+        "block_size": attrs["block_size"],
+        "weight": locate(node.input[1]),
+        "scales": locate(node.input[2]),
+        "zero_points": locate(zero_points) if zero_points else None,
+    }

@@ -1,0 +1,106 @@
+"""A bundle's three graphs wired together: log-mel → encoder → projector → prompt → tokens.
+
+This is the numeric core shared by the quantizer's accuracy gates, export-time parity and the
+transcriber; it knows nothing about files, text or segmentation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tinyaudio.bundle import read_manifest, verify_bundle
+from tinyaudio.runtime.decoder import Decoder
+from tinyaudio.runtime.embeddings import TokenEmbeddings
+from tinyaudio.runtime.features import log_mel
+from tinyaudio.runtime.lengths import audio_tokens, conv_output_length
+from tinyaudio.runtime.sessions import create_session
+
+
+@dataclass
+class Engine:
+    directory: Path
+    manifest: dict[str, Any]
+    encoder: Any  # onnxruntime.InferenceSession
+    projector: Any
+    decoder: Decoder
+    embeddings: TokenEmbeddings
+
+    @classmethod
+    def from_bundle(
+        cls,
+        directory: Path,
+        threads: int | None = None,
+        provider: str | None = None,
+        verify: bool = True,
+    ) -> Engine:
+        directory = Path(directory)
+        manifest = read_manifest(directory)
+        if verify:
+            verify_bundle(directory, manifest)
+        graphs = manifest["graphs"]
+
+        def session(name: str):
+            return create_session(directory / graphs[name]["file"], threads, provider)
+
+        return cls(
+            directory=directory,
+            manifest=manifest,
+            encoder=session("encoder"),
+            projector=session("projector"),
+            decoder=Decoder(session("decoder"), manifest["dims"]),
+            embeddings=TokenEmbeddings(directory, manifest["embeddings"]),
+        )
+
+    @property
+    def stop_ids(self) -> list[int]:
+        return self.manifest["prompt"]["stop_ids"]
+
+    def features(self, audio: np.ndarray, padded: bool) -> tuple[np.ndarray, int]:
+        return log_mel(audio, self.manifest["audio"]["n_mels"], padded)
+
+    def num_audio_tokens(self, mel_length: int) -> int:
+        audio = self.manifest["audio"]
+        frames = conv_output_length(mel_length, audio["conv_layers"])
+        projector = audio["projector"]
+        return audio_tokens(
+            projector["type"],
+            frames,
+            pool_stride=projector["pool_stride"],
+            qformer_window=projector["qformer_window"],
+            qformer_queries=projector["qformer_queries"],
+        )
+
+    def encode(self, features: np.ndarray) -> np.ndarray:
+        return self.encoder.run(None, {"input_features": features})[0]
+
+    def project(self, encoder_states: np.ndarray) -> np.ndarray:
+        return self.projector.run(None, {"encoder_states": encoder_states})[0]
+
+    def audio_rows(self, features: np.ndarray, mel_length: int) -> np.ndarray:
+        """[N, H] projector rows for the real audio (upstream: the first N, zero-padded)."""
+        projected = self.project(self.encode(features))[0]
+        count = self.num_audio_tokens(mel_length)
+        if count > projected.shape[0]:
+            projected = np.pad(projected, ((0, count - projected.shape[0]), (0, 0)))
+        return projected[:count]
+
+    def prompt_embeds(self, rows: np.ndarray) -> np.ndarray:
+        """[1, L, H]: prefix tokens, the audio rows at the `<audio>` slots, suffix tokens."""
+        prompt = self.manifest["prompt"]
+        parts = [self.embeddings(prompt["prefix_ids"]), rows, self.embeddings(prompt["suffix_ids"])]
+        return np.concatenate(parts).astype(np.float32)[None]
+
+    def greedy(self, rows: np.ndarray, max_new_tokens: int, stop: bool = True) -> list[int]:
+        """Greedy token ids (stop id included when reached unless ``stop`` is False)."""
+        prompt = self.prompt_embeds(rows)
+        cache = self.decoder.new_cache(prompt.shape[1] + max_new_tokens)
+        tokens: list[int] = []
+        for token, _ in self.decoder.generate(prompt, self.embeddings, cache):
+            tokens.append(token)
+            if len(tokens) >= max_new_tokens or (stop and token in self.stop_ids):
+                break
+        return tokens
