@@ -26,10 +26,13 @@ def add_precision(parser: argparse.ArgumentParser, default: str | None, fp32: bo
 
 
 def add_quantize_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--block-size", type=int,
-                        help="MatMulNBits block size (default: 32 for int4, 128 for int8)")  # fmt: skip
-    parser.add_argument("--gate-audio", nargs="+", default=[], metavar="FILE",
-                        help="real recordings to add to the accuracy gate's probe clips")  # fmt: skip
+    parser.add_argument(
+        "--block-size", type=int, help="MatMulNBits block size (default: 32 int4, 128 int8)"
+    )
+    parser.add_argument(
+        "--gate-audio", nargs="+", default=[], metavar="FILE",
+        help="real recordings to add to the accuracy gate's probe clips",
+    )  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
 

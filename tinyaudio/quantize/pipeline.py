@@ -84,7 +84,7 @@ def quantize_bundle(
     gate_audio: dict[str, np.ndarray] | None = None,
     progress: Progress | None = None,
 ) -> dict:
-    """Write the quantized bundle ``output`` from the FP32 bundle ``source``; returns its manifest."""
+    """Write quantized bundle ``output`` from FP32 bundle ``source``; returns its manifest."""
     progress = progress or Progress(enabled=False)
     if precision not in DEFAULT_BLOCK_SIZE:
         raise TinyAudioError(f"unknown precision '{precision}': choose int8 or int4")
@@ -180,7 +180,7 @@ def _build(
             **manifest["tools"],
             "quantize_onnxruntime": onnxruntime.__version__,
             "quantize_python": platform.python_version(),
-        },  # fmt: skip
+        },
     )
     write_manifest(target, body)
 

@@ -76,11 +76,10 @@ def nbits(
 def _lm_head_as_matmul(model: onnx.ModelProto) -> onnx.ModelProto:
     """Gemm(h, W[vocab, H], transB=1) → MatMul(h, Wᵀ) named ``lm_head`` (what quantizers know)."""
     graph = model.graph
-    for index, node in enumerate(graph.node):
-        if node.op_type == "Gemm" and node.output[0] == "logits":
-            break
-    else:
+    heads = [i for i, n in enumerate(graph.node) if n.op_type == "Gemm" and "logits" in n.output]
+    if not heads:
         raise TinyAudioError("decoder graph has no Gemm LM head producing 'logits'")
+    index, node = heads[0], graph.node[heads[0]]
     if len(node.input) > 2:
         raise TinyAudioError("decoder LM head has a bias; only bias-free heads are supported")
     initializers = {t.name: t for t in graph.initializer}

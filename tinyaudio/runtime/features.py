@@ -35,7 +35,7 @@ def _mel_to_hertz(mels: np.ndarray) -> np.ndarray:
 
 @cache
 def mel_filters(n_mels: int) -> np.ndarray:
-    """[n_fft/2+1, n_mels] Slaney-normalised triangular filters from 0 to 8 kHz (float32, as the reference computes)."""
+    """[n_fft/2+1, n_mels] Slaney-normalised triangular filters, 0 to 8 kHz, float32."""
     fft_freqs = np.linspace(0, SAMPLE_RATE // 2, N_FFT // 2 + 1)
     mel_edges = np.linspace(
         _hertz_to_mel(np.array([0.0]))[0],
