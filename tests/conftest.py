@@ -58,3 +58,34 @@ def make_checkpoint(tmp_path_factory, repos):
         return cache[key]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def make_bundle(tmp_path_factory, make_checkpoint):
+    """make_bundle(precision="fp32", encoder="glmasr", **recipe) → a bundle dir built once.
+
+    FP32 bundles come from `tinyaudio-export --fp32`; INT8/INT4 from quantizing that FP32 bundle
+    (what `tinyaudio-export --int8/--int4` runs after its FP32 stage).
+    """
+    from tinyaudio.export.cli import main as export_main
+    from tinyaudio.quantize.pipeline import quantize_bundle
+
+    cache: dict[tuple, Path] = {}
+
+    def make(precision: str = "fp32", encoder: str = "glmasr", **fields) -> Path:
+        key = (precision, encoder, tuple(sorted(fields.items())))
+        if key in cache:
+            return cache[key]
+        if precision == "fp32":
+            checkpoint = make_checkpoint(encoder=encoder, **fields)
+            output = tmp_path_factory.mktemp("bundle") / "fp32"
+            args = ["--model", str(checkpoint), "--fp32", "-o", str(output), "--quiet"]
+            assert export_main(args) == 0
+        else:
+            source = make("fp32", encoder, **fields)
+            output = source.with_name(precision)
+            quantize_bundle(source, output, precision)
+        cache[key] = output
+        return output
+
+    return make

@@ -1,5 +1,6 @@
 """The one exception type users see: every message is a complete, single-line explanation."""
 
+import signal
 import sys
 from collections.abc import Callable
 
@@ -9,7 +10,11 @@ class TinyAudioError(Exception):
 
 
 def run_cli(main: Callable[[], int | None]) -> int:
-    """Run a console entry point: user errors become one line on stderr and exit status 2."""
+    """Run a console entry point: user errors become one line on stderr and exit status 2.
+
+    SIGTERM is handled like Ctrl-C so that half-written outputs are cleaned up either way.
+    """
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         return main() or 0
     except TinyAudioError as exc:
@@ -18,3 +23,7 @@ def run_cli(main: Callable[[], int | None]) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt

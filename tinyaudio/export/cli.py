@@ -13,8 +13,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tinyaudio.bundle import check_output, writing_bundle
-from tinyaudio.errors import run_cli
+from tinyaudio.bundle import PRECISIONS, check_output, writing_bundle
+from tinyaudio.errors import TinyAudioError, run_cli
 from tinyaudio.progress import Progress
 from tinyaudio.quantize.cli import add_precision, add_quantize_options, gate_audio
 from tinyaudio.registry import PROJECTOR_TYPES, load_registry
@@ -52,6 +52,8 @@ def _run(args: argparse.Namespace) -> None:
     from tinyaudio.export.loader import load_model
     from tinyaudio.quantize.pipeline import quantize_bundle
 
+    if args.precision not in PRECISIONS:
+        raise TinyAudioError(f"unknown precision '{args.precision}': choose fp32, int8 or int4")
     model_name = _choose_model(args)
     projector = args.projector or "default"
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(model_name).name or model_name)

@@ -22,6 +22,7 @@ of shipping a second copy.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import io
 import logging
@@ -113,10 +114,11 @@ def export_decoder(language_model: PreTrainedModel, path: Path) -> None:
         ["inputs_embeds", *kv_names(layers, "past")],
         ["logits", *kv_names(layers, "new")],
         ({1: new}, tuple({1: cached} for _ in past)),
+        output_dims={1: "sequence"},  # the exporter would write Max(0, past + new - Min(...))
     )
 
 
-def _export(module, args, path: Path, inputs, outputs, dynamic_shapes) -> None:
+def _export(module, args, path: Path, inputs, outputs, dynamic_shapes, output_dims=None) -> None:
     """Trace, optimise and save one graph; torch.onnx's chatter is kept off the terminal."""
     quiet = io.StringIO()
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
@@ -137,4 +139,22 @@ def _export(module, args, path: Path, inputs, outputs, dynamic_shapes) -> None:
             opset_version=OPSET,
             verbose=False,
         )
-    onnx_files.save_model(program.model_proto, path)
+    model = _name_weight_nodes(program.model_proto)
+    for output in model.graph.output:
+        for axis, name in (output_dims or {}).items():
+            if output.name != "logits":
+                output.type.tensor_type.shape.dim[axis].dim_param = name
+    onnx_files.save_model(model, path)
+
+
+def _name_weight_nodes(model):
+    """Name each weight MatMul/Gemm after its module (``...layers.3.mlp.down_proj``) so that
+    quantization recipes can pick layers by name; drop the exporter's bulky debug metadata."""
+    weights = {tensor.name for tensor in model.graph.initializer}
+    for node in model.graph.node:
+        props = {prop.key: prop.value for prop in node.metadata_props}
+        scopes = props.get("pkg.torch.onnx.name_scopes")
+        if node.op_type in ("MatMul", "Gemm") and scopes and node.input[1] in weights:
+            node.name = ast.literal_eval(scopes)[-2]  # [..., module path, fx op name]
+        del node.metadata_props[:]
+    return model

@@ -199,7 +199,9 @@ class QFormerProjector(nn.Module):
         if self.encoder_proj is not None:
             x = self.encoder_proj(x)
         batch, frames, width = x.shape
-        blocks = -(-frames // self.window)
+        blocks = (
+            frames + self.window - 1
+        ) // self.window  # ONNX integer Div truncates: no -(-a // b)
         x = nn.functional.pad(x, (0, 0, 0, blocks * self.window - frames))
         x = x.reshape(batch * blocks, self.window, width)
         query = self.query.expand(batch * blocks, -1, -1)

@@ -38,7 +38,8 @@ class Recipe:
     decoder_bits: int
     lm_head_bits: int
     block_size: int
-    accuracy_level: int  # MatMulNBits: 4 = int8 activations (fast), 1 = fp32 activations
+    accuracy_level: int  # MatMulNBits: 4 = int8 activations (VNNI), 1 = fp32 activations
+    eight_bit_layers: tuple[str, ...] = ()  # decoder layers kept at 8 bits in a 4-bit recipe
 
     def graph_recipe(self, graph: str) -> dict:
         if graph == "decoder":
@@ -48,6 +49,7 @@ class Recipe:
                 "lm_head_bits": self.lm_head_bits,
                 "block_size": self.block_size,
                 "accuracy_level": self.accuracy_level,
+                "eight_bit_layers": list(self.eight_bit_layers),
                 "symmetric": True,
             }
         method = getattr(self, graph)
@@ -67,7 +69,17 @@ def ladder(precision: str, block_size: int) -> list[Recipe]:
         return [
             Recipe("int4", "int8-dynamic", "int8-dynamic", 4, 4, block_size, 4),
             Recipe("int4-lm-head-int8", "int8-dynamic", "int8-dynamic", 4, 8, block_size, 4),
-            Recipe("int4-fp32-activations", "int8-dynamic", "int8-dynamic", 4, 8, block_size, 1),
+            # llama.cpp's Q4_K_M idea: the layers most sensitive to 4 bits stay at 8.
+            Recipe(
+                "int4-mixed",
+                "int8-dynamic",
+                "int8-dynamic",
+                4,
+                8,
+                block_size,
+                4,
+                ("v_proj", "down_proj"),
+            ),
         ]
     raise TinyAudioError(f"unknown precision '{precision}': choose int8 or int4")
 
@@ -109,6 +121,7 @@ def quantize_bundle(
         probes = {**probe_signals(), **(gate_audio or {})}
         with progress.stage(f"FP32 baseline on {len(probes)} probe clips"):
             reference = gates.baseline(fp32, probes, GATE_TOKENS)
+        del fp32  # its sessions hold the FP32 weights: free them before quantizing (~5 GB)
         attempts = []
         for recipe in ladder(precision, block_size):
             candidate = Path(scratch) / recipe.name
@@ -121,13 +134,7 @@ def quantize_bundle(
             if result["passed"]:
                 break
         else:
-            summary = "; ".join(
-                f"{a['recipe']}: " + ", ".join(
-                    f"{name} flips token {f['position']} (FP32 margin {f['fp32_margin']})"
-                    for name, p in a["probes"].items() for f in p["decisive_flips"][:1]
-                )
-                for a in attempts
-            )  # fmt: skip
+            summary = "; ".join(_failures(a) for a in attempts)
             raise TinyAudioError(f"no {precision} recipe passed the accuracy gate ({summary})")
         for path in candidate.iterdir():
             if path.name != "manifest.json":
@@ -157,7 +164,8 @@ def _build(
                 weights.int8_dynamic(source / name, key / name)
             else:
                 weights.nbits(source / name, key / name, spec["bits"], spec["block_size"],
-                              spec["accuracy_level"], spec["lm_head_bits"])  # fmt: skip
+                              spec["accuracy_level"], spec["lm_head_bits"],
+                              tuple(spec["eight_bit_layers"]))  # fmt: skip
         for path in key.iterdir():
             shutil.copy2(path, target / path.name)
         progress.note(f"{graph}: {spec['method']} {_size_mb(target / name):.1f} MB")
@@ -185,13 +193,27 @@ def _build(
     write_manifest(target, body)
 
 
+def _failures(attempt: dict) -> str:
+    """One attempt's gate failures, short enough for a one-line error."""
+    reasons = []
+    for name, probe in attempt["probes"].items():
+        if probe["decisive_flips"]:
+            flip = probe["decisive_flips"][0]
+            reasons.append(f"{name} flips token {flip['position']} ({flip['fp32_margin']} σ)")
+        elif probe["logits_min_cosine"] < attempt["min_cosine"]:
+            reasons.append(f"{name} logits cosine {probe['logits_min_cosine']}")
+    return f"{attempt['recipe']}: {', '.join(reasons)}"
+
+
 def _precision(spec: dict) -> str:
     if spec["method"] == "fp32":
         return "fp32"
     if spec["method"] == "int8-dynamic":
         return "int8"
-    return f"int{spec['bits']}" + (f"+lm_head-int{spec['lm_head_bits']}"
-                                   if spec["lm_head_bits"] != spec["bits"] else "")  # fmt: skip
+    extras = [f"lm_head int{spec['lm_head_bits']}"] if spec["lm_head_bits"] != spec["bits"] else []
+    if spec["eight_bit_layers"]:
+        extras.append("/".join(spec["eight_bit_layers"]) + " int8")
+    return f"int{spec['bits']}" + (f" ({', '.join(extras)})" if extras else "")
 
 
 def _size_mb(path: Path) -> float:

@@ -29,20 +29,25 @@ logging.getLogger("onnxruntime.quantization").setLevel(logging.WARNING)
 def int8_dynamic(source: Path, target: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    logging.getLogger().setLevel(logging.WARNING)  # quantize_dynamic logs per tensor at INFO
-    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
-        staged = Path(scratch) / target.name
-        quantize_dynamic(
-            str(source),
-            str(staged),
-            per_channel=True,
-            reduce_range=False,  # VNNI has no u8s8 overflow; reduce_range only costs accuracy
-            weight_type=QuantType.QInt8,
-            op_types_to_quantize=["MatMul"],
-            use_external_data_format=True,
-            extra_options={"MatMulConstBOnly": True},
-        )
-        onnx_files.save_model(onnx_files.load_model(staged), target)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # quantize_dynamic logs every tensor and a generic hint
+    try:
+        with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+            staged = Path(scratch) / target.name
+            quantize_dynamic(
+                str(source),
+                str(staged),
+                per_channel=True,
+                reduce_range=False,  # VNNI has no u8s8 overflow; reduce_range only costs accuracy
+                weight_type=QuantType.QInt8,
+                op_types_to_quantize=["MatMul"],
+                use_external_data_format=True,
+                extra_options={"MatMulConstBOnly": True},
+            )
+            onnx_files.save_model(onnx_files.load_model(staged), target)
+    finally:
+        root.setLevel(level)
 
 
 def nbits(
@@ -52,22 +57,35 @@ def nbits(
     block_size: int,
     accuracy_level: int,
     lm_head_bits: int,
+    eight_bit_layers: tuple[str, ...] = (),
 ) -> None:
+    """MatMulNBits everywhere; the LM head at ``lm_head_bits`` and layers whose name ends with
+    one of ``eight_bit_layers`` (e.g. ``v_proj``) at 8 bits."""
     from onnxruntime.quantization.matmul_nbits_quantizer import (
         DefaultWeightOnlyQuantConfig,
         MatMulNBitsQuantizer,
     )
 
     model = _lm_head_as_matmul(onnx_files.load_model(source))
-    passes = [
-        (bits, {"nodes_to_exclude": [LM_HEAD]}),
-        (lm_head_bits, {"nodes_to_include": [LM_HEAD]}),
-    ]
-    for pass_bits, selection in passes:
+    weights = {tensor.name for tensor in model.graph.initializer}
+    groups: dict[int, list[str]] = {}
+    for node in model.graph.node:
+        if node.op_type != "MatMul" or node.input[1] not in weights:
+            continue
+        if node.name == LM_HEAD:
+            width = lm_head_bits
+        elif node.name.endswith(tuple(eight_bit_layers)) and eight_bit_layers:
+            width = 8
+        else:
+            width = bits
+        groups.setdefault(width, []).append(node.name)
+    for width, names in groups.items():
         config = DefaultWeightOnlyQuantConfig(
-            block_size=block_size, is_symmetric=True, accuracy_level=accuracy_level, bits=pass_bits
+            block_size=block_size, is_symmetric=True, accuracy_level=accuracy_level, bits=width
         )
-        quantizer = MatMulNBitsQuantizer(model, algo_config=config, **selection)
+        others = [name for group in groups.values() if group is not names for name in group]
+        # nodes_to_include only adds to op_types_to_quantize; exclusion is what restricts.
+        quantizer = MatMulNBitsQuantizer(model, algo_config=config, nodes_to_exclude=others)
         quantizer.process()
         model = quantizer.model.model
     onnx_files.save_model(model, target)

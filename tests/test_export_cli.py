@@ -1,0 +1,142 @@
+"""The export/quantize command lines: clear errors, atomic output, torch-free quantization."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import REPO
+from tinyaudio.bundle import read_manifest
+from tinyaudio.export.cli import main as export_main
+from tinyaudio.quantize.cli import main as quantize_main
+
+# Makes `import torch` / `import transformers` fail in the child, as on a device without them.
+NO_TORCH = """
+import importlib.abc, sys
+class _Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "transformers"):
+            raise ImportError(f"{name} is blocked in this test")
+sys.meta_path.insert(0, _Block())
+"""
+
+
+def _error(capsys) -> str:
+    """The last stderr line is the error (progress may precede it); no traceback anywhere."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: "), err
+    return last
+
+
+def test_projector_mismatch(make_checkpoint, tmp_path, capsys):
+    checkpoint = make_checkpoint(projector="mlp")
+    args = ["--model", str(checkpoint), "--projector", "moe", "--fp32", "-o", str(tmp_path / "b")]
+    assert export_main(args) == 2
+    assert "--projector moe does not match" in _error(capsys)
+    assert not (tmp_path / "b").exists()
+
+
+def test_unknown_precision_and_projector(make_checkpoint, tmp_path, capsys):
+    checkpoint = str(make_checkpoint())
+    assert (
+        export_main(["--model", checkpoint, "--precision", "int3", "-o", str(tmp_path / "b")]) == 2
+    )
+    assert "unknown precision 'int3'" in _error(capsys)
+    with pytest.raises(SystemExit):
+        export_main(["--model", checkpoint, "--projector", "linear"])
+    assert "invalid choice: 'linear'" in capsys.readouterr().err
+
+
+def test_unwritable_output(make_checkpoint, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    args = ["--model", str(make_checkpoint()), "--fp32", "-o", str(blocker / "bundle")]
+    assert export_main(args) == 2
+    assert "does not exist" in _error(capsys)
+    assert export_main([*args[:-1], str(blocker)]) == 2  # an existing file, not a bundle
+    assert "already exists" in _error(capsys)
+
+
+def test_missing_checkpoint(tmp_path, capsys):
+    assert export_main(["--model", str(tmp_path / "nowhere"), "-o", str(tmp_path / "b")]) == 2
+    assert "checkpoint directory not found" in _error(capsys)
+    (tmp_path / "empty").mkdir()
+    assert export_main(["--model", str(tmp_path / "empty"), "-o", str(tmp_path / "b")]) == 2
+    assert "config.json" in _error(capsys)
+
+
+def test_existing_output_needs_force(make_bundle, make_checkpoint, tmp_path, capsys):
+    source = make_bundle("fp32")
+    target = tmp_path / "int8"
+    assert quantize_main([str(source), "--int8", "-o", str(target), "--quiet"]) == 0
+    first = read_manifest(target)["files"]
+    assert quantize_main([str(source), "--int8", "-o", str(target), "--quiet"]) == 2
+    assert "already exists; pass --force" in _error(capsys)
+    assert read_manifest(target)["files"] == first
+    assert quantize_main([str(source), "--int4", "-o", str(target), "--quiet", "--force"]) == 0
+    assert read_manifest(target)["precision"] == "int4"
+    assert quantize_main([str(target), "--int8", "-o", str(tmp_path / "x")]) == 2
+    assert "quantize starts from an FP32 one" in _error(capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["int8"]  # no leftovers
+
+
+def test_quantize_runs_without_torch(make_bundle, tmp_path):
+    source = make_bundle("fp32", projector="moe")
+    code = NO_TORCH + (
+        "from tinyaudio.quantize.cli import main\n"
+        f"rc = main([{str(source)!r}, '--int4', '-o', {str(tmp_path / 'q')!r}])\n"
+        "assert not any(m.split('.')[0] in ('torch', 'transformers') for m in sys.modules)\n"
+        "sys.exit(rc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert "gate" in done.stderr and read_manifest(tmp_path / "q")["precision"] == "int4"
+    blocked = subprocess.run([sys.executable, "-c", NO_TORCH + "import torch"],
+                             capture_output=True, text=True)  # fmt: skip
+    assert "blocked in this test" in blocked.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupted_export_leaves_nothing(make_checkpoint, tmp_path, sig):
+    output = tmp_path / "bundle"
+    command = [sys.executable, "-m", "tinyaudio.export", "--model", str(make_checkpoint()),
+               "--int8", "-o", str(output)]  # fmt: skip
+    child = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True)
+    for line in child.stderr:  # wait until the export is well under way
+        if "export decoder" in line:
+            break
+    time.sleep(1.0)
+    assert any(tmp_path.iterdir()), "the export should have a work directory by now"
+    child.send_signal(sig)
+    rest = child.stderr.read()
+    assert child.wait(timeout=60) != 0
+    assert "interrupted" in rest
+    assert list(tmp_path.iterdir()) == []  # no bundle, no partial directory
+
+
+def test_module_entry_points():
+    for module in ("tinyaudio.export", "tinyaudio.quantize"):
+        done = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True,
+                              text=True, cwd=REPO, env={**os.environ})  # fmt: skip
+        assert done.returncode == 0 and "--int4" in done.stdout
+
+
+def test_failed_gate_stops_with_a_clear_error(make_bundle, tmp_path, monkeypatch, capsys):
+    """A gate no recipe can meet: every rung is tried, then one error line and no bundle."""
+    from tinyaudio.quantize import gates
+
+    monkeypatch.setattr(gates, "MIN_COSINE", 1.01)
+    target = tmp_path / "q"
+    assert quantize_main([str(make_bundle("fp32")), "--int4", "-o", str(target)]) == 2
+    err = capsys.readouterr().err
+    for rung in ("int4 ", "int4-lm-head-int8", "int4-mixed"):
+        assert f"▸ gate {rung.strip()}:" in err
+    assert err.strip().splitlines()[-1].startswith("error: no int4 recipe passed the accuracy gate")
+    assert list(tmp_path.iterdir()) == []
