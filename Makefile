@@ -18,6 +18,7 @@ demo: $(STAMP)
 	$(VENV)/bin/tinyaudio models
 	$(VENV)/bin/tinyaudio-reference --model tiny-random samples/jfk.wav
 	$(VENV)/bin/tinyaudio-reference --model tiny-random --unpadded samples/jfk.wav
+	$(VENV)/bin/tinyaudio-export --model tiny-random --int8 -o build/tiny-random-int8 --force
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

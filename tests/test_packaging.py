@@ -28,3 +28,13 @@ def test_base_install_has_no_torch_or_transformers(tmp_path):
     )
     assert "tiny-random" in listing.stdout
     assert "site-packages" in listing.stdout  # read from the wheel, not from this checkout
+    # Commands from extras that are not installed say which extra to install, in one line.
+    cases = {
+        "export": ["tinyaudio-export", "--fp32", "-o", str(tmp_path / "bundle")],
+        "quantize": ["tinyaudio-quantize", str(tmp_path), "--int8"],
+    }
+    for extra, (command, *args) in cases.items():
+        done = subprocess.run([env_dir / "bin" / command, *args], capture_output=True, text=True)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.strip().splitlines()[-1].startswith("error: ")
+        assert f"needs the [{extra}] extra" in done.stderr and "Traceback" not in done.stderr

@@ -35,7 +35,10 @@ def writing_bundle(output: Path, force: bool = False) -> Iterator[Path]:
     """Yield an empty work directory that becomes ``output`` only if the block completes."""
     output = Path(output).expanduser().absolute()
     check_output(output, force)
-    work = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
+    try:
+        work = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
+    except OSError as exc:
+        raise TinyAudioError(f"cannot write {output}: {exc.strerror}") from None
     try:
         yield work
         if output.exists():

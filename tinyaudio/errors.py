@@ -25,5 +25,14 @@ def run_cli(main: Callable[[], int | None]) -> int:
         return 130
 
 
+def missing_extra(exc: ImportError, command: str, extra: str) -> TinyAudioError:
+    """The error for a command whose optional dependencies are not installed."""
+    install = "pip install torch==2.13.0 && " if extra == "export" else ""
+    return TinyAudioError(
+        f"{command} needs the [{extra}] extra ({exc.name or exc} is not installed): "
+        f"{install}pip install 'tinyaudio[{extra}]'"
+    )
+
+
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from tinyaudio.bundle import PRECISIONS, check_output, writing_bundle
-from tinyaudio.errors import TinyAudioError, run_cli
+from tinyaudio.errors import TinyAudioError, missing_extra, run_cli
 from tinyaudio.progress import Progress
 from tinyaudio.quantize.cli import add_precision, add_quantize_options, gate_audio
 from tinyaudio.registry import PROJECTOR_TYPES, load_registry
@@ -48,9 +48,12 @@ def _choose_model(args: argparse.Namespace) -> str:
 
 
 def _run(args: argparse.Namespace) -> None:
-    from tinyaudio.export.exporter import export_fp32
-    from tinyaudio.export.loader import load_model
-    from tinyaudio.quantize.pipeline import quantize_bundle
+    try:
+        from tinyaudio.export.exporter import export_fp32
+        from tinyaudio.export.loader import load_model
+        from tinyaudio.quantize.pipeline import quantize_bundle
+    except ImportError as exc:
+        raise missing_extra(exc, "tinyaudio-export", "export") from None
 
     if args.precision not in PRECISIONS:
         raise TinyAudioError(f"unknown precision '{args.precision}': choose fp32, int8 or int4")

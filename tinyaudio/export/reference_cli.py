@@ -11,7 +11,7 @@ import json
 import sys
 import time
 
-from tinyaudio.errors import run_cli
+from tinyaudio.errors import missing_extra, run_cli
 from tinyaudio.registry import PROJECTOR_TYPES, load_registry
 from tinyaudio.runtime.audio import load_audio
 from tinyaudio.runtime.lengths import SAMPLE_RATE
@@ -32,8 +32,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> None:
-    from tinyaudio.export.loader import load_model
-    from tinyaudio.export.reference import ReferenceTranscriber
+    try:
+        from tinyaudio.export.loader import load_model
+        from tinyaudio.export.reference import ReferenceTranscriber
+    except ImportError as exc:
+        raise missing_extra(exc, "tinyaudio-reference", "export") from None
 
     audio = {path: load_audio(path) for path in args.files}  # fail on bad input before loading
     registry = load_registry()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyaudio.errors import TinyAudioError, run_cli
+from tinyaudio.errors import TinyAudioError, missing_extra, run_cli
 from tinyaudio.progress import Progress
 
 
@@ -54,7 +54,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> None:
     from tinyaudio.bundle import check_output
-    from tinyaudio.quantize.pipeline import quantize_bundle
+
+    try:
+        from tinyaudio.quantize.pipeline import quantize_bundle
+    except ImportError as exc:
+        raise missing_extra(exc, "tinyaudio-quantize", "quantize") from None
 
     if args.precision not in ("int8", "int4"):
         raise TinyAudioError(f"unknown precision '{args.precision}': choose --int8 or --int4")
