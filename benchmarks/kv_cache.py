@@ -10,6 +10,7 @@ token, plus fresh output arrays every step). Same graph, same tokens; only the l
 from __future__ import annotations
 
 import argparse
+import resource
 import time
 
 import numpy as np
@@ -58,6 +59,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     engine = Engine.from_bundle(args.bundle, threads=args.threads)
+    loaded_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rng = np.random.default_rng(0)
     hidden = engine.manifest["dims"]["llm_hidden"]
     prompt = (0.02 * rng.standard_normal((1, args.prompt, hidden))).astype(np.float32)
@@ -72,6 +74,10 @@ def main() -> None:
     for name, (prefill, decode, _) in results.items():
         rate = args.steps / decode
         print(f"| {name} | {args.prompt / prefill:.0f} | {rate:.1f} | {rate / base:.2f}x |")
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        f"peak RSS: {loaded_mb:.0f} MB after loading the bundle, {peak_mb:.0f} MB after both loops"
+    )
 
 
 if __name__ == "__main__":
