@@ -59,7 +59,9 @@ def test_unwritable_output(make_checkpoint, tmp_path, capsys):
     blocker.write_text("x")
     args = ["--model", str(make_checkpoint()), "--fp32", "-o", str(blocker / "bundle")]
     assert export_main(args) == 2
-    assert "does not exist" in _error(capsys)
+    assert "file, not a directory" in _error(capsys)
+    assert export_main([*args[:-1], "/sys/tinyaudio-bundle"]) == 2  # read-only even for root
+    assert "/sys is not writable" in _error(capsys)
     assert export_main([*args[:-1], str(blocker)]) == 2  # an existing file, not a bundle
     assert "already exists" in _error(capsys)
 

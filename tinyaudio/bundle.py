@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -60,10 +59,19 @@ def check_output(output: Path, force: bool) -> None:
     if output.exists() and not output.is_dir():
         raise TinyAudioError(f"{output} exists and is not a directory")
     parent = output.parent
-    if not parent.is_dir():
-        raise TinyAudioError(f"cannot write {output}: {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise TinyAudioError(f"cannot write {output}: {parent} is not writable")
+    blocking = next((p for p in [parent, *parent.parents] if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise TinyAudioError(f"cannot write {output}: {blocking} is a file, not a directory")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TinyAudioError(f"cannot write {output}: {exc.strerror} ({exc.filename})") from None
+    try:  # os.access says yes to root on a read-only file system; trying is the only real test
+        Path(tempfile.mkdtemp(prefix=f".{output.name}.probe-", dir=parent)).rmdir()
+    except OSError as exc:
+        raise TinyAudioError(
+            f"cannot write {output}: {parent} is not writable ({exc.strerror})"
+        ) from None
 
 
 def sha256(path: Path) -> str:
