@@ -1,9 +1,11 @@
-"""`tinyaudio`: the torch-free command line (registry listing now; transcription joins it later)."""
+"""`tinyaudio`: the torch-free command line: transcribe with a bundle, inspect it, list models."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 from tinyaudio.errors import run_cli
 from tinyaudio.registry import load_registry
@@ -26,9 +28,70 @@ def _models(args: argparse.Namespace) -> None:
         print(f"  {'':<28} {preset.description}")
 
 
+def _transcribe(args: argparse.Namespace) -> None:
+    from tinyaudio.runtime.audio import load_audio
+    from tinyaudio.runtime.transcribe import Transcriber
+
+    audio = {path: load_audio(path) for path in args.files}  # bad input fails before loading
+    transcriber = Transcriber.from_bundle(args.bundle, args.threads, args.provider, args.exact)
+    for path, samples in audio.items():
+        result = transcriber.transcribe(samples, 16000, prompt=args.prompt)
+        if args.json:
+            record = {
+                "file": path,
+                "text": result.text,
+                "segments": [vars(segment) for segment in result.segments],
+                "timings": result.timings,
+            }
+            print(json.dumps(record), flush=True)
+        else:
+            print(f"{path}: {result.text}", flush=True)
+
+
+def _info(args: argparse.Namespace) -> None:
+    from tinyaudio.bundle import read_manifest, verify_bundle
+
+    manifest = read_manifest(args.bundle)
+    model, dims, graphs = manifest["model"], manifest["dims"], manifest["graphs"]
+    print(f"bundle {args.bundle}: format {manifest['format_version']}, {manifest['precision']}")
+    print(f"model: {model['source']} ({model['encoder']} encoder, {model['projector']}, "
+          f"{model['llm_family']} {dims['num_layers']} layers × {dims['llm_hidden']})")  # fmt: skip
+    for name, graph in graphs.items():
+        size = sum(p.stat().st_size for p in args.bundle.glob(graph["file"] + "*")) / 1e6
+        print(f"  {name:<9} {graph['precision']:<32} {size:9.1f} MB")
+    if "parity" in manifest:
+        decoder = manifest["parity"]["decoder"]
+        steps, same = decoder["steps"], decoder["tokens_identical"]
+        print(f"export parity: decoder logits {decoder['logits_max_abs']:.1e} max abs over "
+              f"{steps} steps, tokens identical: {same}")  # fmt: skip
+    if "gates" in manifest:
+        attempts = manifest["gates"]["attempts"]
+        tried = ", ".join(
+            f"{a['recipe']} {'passed' if a['passed'] else 'failed'}" for a in attempts
+        )
+        print(f"quantization gate: {tried}")
+    if args.verify:
+        verify_bundle(args.bundle, manifest)
+        print(f"checksums: all {len(manifest['files'])} files match")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tinyaudio", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    transcribe = sub.add_parser("transcribe", help="transcribe audio files with a bundle")
+    transcribe.add_argument("bundle", type=Path, help="bundle directory (from tinyaudio-export)")
+    transcribe.add_argument("files", nargs="+", metavar="FILE", help="audio files, any format")
+    transcribe.add_argument("--json", action="store_true", help="one JSON object per file")
+    transcribe.add_argument("--prompt", help="replace the instruction (e.g. captioning, QA)")
+    transcribe.add_argument("--threads", type=int, help="onnxruntime threads (default: ≤ 4)")
+    transcribe.add_argument("--provider", help="execution provider: cpu, cuda, tensorrt, ...")
+    exact = "upstream's 30 s padding (token-exact with PyTorch; slower)"
+    transcribe.add_argument("--exact", action="store_true", help=exact)
+    transcribe.set_defaults(func=_transcribe)
+    info = sub.add_parser("info", help="summarise a bundle's manifest")
+    info.add_argument("bundle", type=Path)
+    info.add_argument("--verify", action="store_true", help="check every file's sha256")
+    info.set_defaults(func=_info)
     models = sub.add_parser("models", help="list the models in the registry (models.toml)")
     models.add_argument("--registry", help="another models.toml to read")
     models.set_defaults(func=_models)

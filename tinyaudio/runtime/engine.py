@@ -82,16 +82,24 @@ class Engine:
 
     def audio_rows(self, features: np.ndarray, mel_length: int) -> np.ndarray:
         """[N, H] projector rows for the real audio (upstream: the first N, zero-padded)."""
-        projected = self.project(self.encode(features))[0]
+        return self.audio_rows_from(self.encode(features), mel_length)
+
+    def audio_rows_from(self, encoder_states: np.ndarray, mel_length: int) -> np.ndarray:
+        projected = self.project(encoder_states)[0]
         count = self.num_audio_tokens(mel_length)
         if count > projected.shape[0]:
             projected = np.pad(projected, ((0, count - projected.shape[0]), (0, 0)))
         return projected[:count]
 
-    def prompt_embeds(self, rows: np.ndarray) -> np.ndarray:
-        """[1, L, H]: prefix tokens, the audio rows at the `<audio>` slots, suffix tokens."""
+    def prompt_embeds(
+        self, rows: np.ndarray, prefix: list[int] | None = None, suffix: list[int] | None = None
+    ) -> np.ndarray:
+        """[1, L, H]: prefix tokens, the audio rows at the `<audio>` slots, suffix tokens
+        (the manifest's default prompt unless given)."""
         prompt = self.manifest["prompt"]
-        parts = [self.embeddings(prompt["prefix_ids"]), rows, self.embeddings(prompt["suffix_ids"])]
+        prefix = prompt["prefix_ids"] if prefix is None else prefix
+        suffix = prompt["suffix_ids"] if suffix is None else suffix
+        parts = [self.embeddings(prefix), rows, self.embeddings(suffix)]
         return np.concatenate(parts).astype(np.float32)[None]
 
     def greedy(self, rows: np.ndarray, max_new_tokens: int, stop: bool = True) -> list[int]:

@@ -1,0 +1,181 @@
+"""Transcriber: audio → text with a bundle, numpy + onnxruntime + tokenizers only.
+
+``Transcriber.from_bundle(path).transcribe(audio)`` is the API an app embeds. Clips longer than
+30 s are cut into windows at pauses (runtime/segments.py) and each window is transcribed; the
+result keeps every window's start/end time. ``stream`` yields text as tokens arrive.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from tinyaudio.errors import TinyAudioError
+from tinyaudio.runtime.audio import load_audio, to_model_input
+from tinyaudio.runtime.engine import Engine
+from tinyaudio.runtime.lengths import SAMPLE_RATE
+from tinyaudio.runtime.segments import split_points
+from tinyaudio.runtime.text import finish_transcript
+
+TOKENS_PER_SECOND = 12  # speech rarely exceeds ~4 words/s; bounds runaway decoding on noise
+MIN_TOKENS = 16
+LOOP_REPEATS = 8  # stop when the last tokens are one 1-4-token pattern repeated this often
+
+
+@dataclass
+class Segment:
+    start: float
+    end: float
+    text: str
+    token_ids: list[int]
+
+
+@dataclass
+class Transcription:
+    text: str
+    segments: list[Segment]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def token_ids(self) -> list[int]:
+        return [t for segment in self.segments for t in segment.token_ids]
+
+
+def looping(tokens: list[int]) -> bool:
+    """True when the tail is a short pattern repeated LOOP_REPEATS times (a decode loop)."""
+    for period in range(1, 5):
+        span = period * LOOP_REPEATS
+        if len(tokens) >= span and tokens[-span:] == tokens[-period:] * LOOP_REPEATS:
+            return True
+    return False
+
+
+class Transcriber:
+    def __init__(self, engine: Engine, tokenizer: Tokenizer, exact: bool = False) -> None:
+        self.engine = engine
+        self.tokenizer = tokenizer
+        self.exact = exact
+        self.prompt = engine.manifest["prompt"]
+
+    @classmethod
+    def from_bundle(
+        cls,
+        path: str | Path,
+        threads: int | None = None,
+        provider: str | None = None,
+        exact: bool = False,
+    ) -> Transcriber:
+        """``exact``: upstream's 30 s padding (token-exact with PyTorch); default: real length."""
+        engine = Engine.from_bundle(Path(path), threads, provider)
+        tokenizer_path = Path(path) / "tokenizer.json"
+        try:
+            tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        except Exception as exc:  # tokenizers raises a bare Exception for a bad file
+            raise TinyAudioError(f"cannot load {tokenizer_path}: {exc}") from None
+        return cls(engine, tokenizer, exact)
+
+    def _prompt_ids(self, instruction: str | None) -> tuple[list[int], list[int]]:
+        """Ids before and after the audio slots; ``instruction`` replaces the default one."""
+        if instruction is None:
+            return self.prompt["prefix_ids"], self.prompt["suffix_ids"]
+        before, after = self.prompt["turn_prefix_ids"], self.prompt["turn_suffix_ids"]
+        if not instruction:
+            return before, after
+        if self.prompt["placement"] == "prefix":
+            return before + self.tokenizer.encode(instruction).ids, after
+        return before, self.tokenizer.encode(" " + instruction).ids + after
+
+    def _audio(self, audio: np.ndarray | str | Path, sample_rate: int | None) -> np.ndarray:
+        if isinstance(audio, (str, Path)):
+            return load_audio(audio)
+        if sample_rate is None:
+            raise TinyAudioError("pass sample_rate with a numpy array of audio")
+        return to_model_input(audio, sample_rate)
+
+    def transcribe(
+        self,
+        audio: np.ndarray | str | Path,
+        sample_rate: int | None = None,
+        prompt: str | None = None,
+        on_token: Callable[[int], None] | None = None,
+    ) -> Transcription:
+        """Transcribe a file or an array (any rate, any channels) into text with segment times."""
+        samples = self._audio(audio, sample_rate)
+        timings: dict[str, float] = {"audio_seconds": len(samples) / SAMPLE_RATE}
+        segments = []
+        for start, end in split_points(samples):
+            ids = self._decode(samples[start:end], prompt, timings, on_token)
+            text = finish_transcript(self.tokenizer.decode(self._text_ids(ids)))
+            segments.append(Segment(start / SAMPLE_RATE, end / SAMPLE_RATE, text, ids))
+        text = " ".join(s.text for s in segments if s.text)
+        return Transcription(text, segments, {k: round(v, 4) for k, v in timings.items()})
+
+    def stream(
+        self,
+        audio: np.ndarray | str | Path,
+        sample_rate: int | None = None,
+        prompt: str | None = None,
+    ) -> Iterator[str]:
+        """Yield text as tokens arrive (before the final clean-up; whole characters only)."""
+        samples = self._audio(audio, sample_rate)
+        for start, end in split_points(samples):
+            ids: list[int] = []
+            shown = ""
+            for token in self._tokens(samples[start:end], prompt, {}):
+                ids.append(token)
+                text = self.tokenizer.decode(self._text_ids(ids))
+                if text.startswith(shown) and len(text) > len(shown) and "\ufffd" not in text:
+                    yield text[len(shown) :]
+                    shown = text
+
+    def _text_ids(self, ids: list[int]) -> list[int]:
+        stops = set(self.engine.stop_ids)
+        return [t for t in ids if t not in stops]
+
+    def _decode(self, samples, prompt, timings, on_token) -> list[int]:
+        ids = []
+        for token in self._tokens(samples, prompt, timings):
+            ids.append(token)
+            if on_token is not None:
+                on_token(token)
+        return ids
+
+    def _tokens(self, samples: np.ndarray, prompt: str | None, timings: dict) -> Iterator[int]:
+        """Greedy token ids for one ≤30 s window (stop id included when produced)."""
+        engine = self.engine
+
+        def timed(name: str, started: float) -> float:
+            now = time.perf_counter()
+            timings[name] = timings.get(name, 0.0) + now - started
+            return now
+
+        clock = time.perf_counter()
+        features, mel_length = engine.features(samples, padded=self.exact)
+        clock = timed("features", clock)
+        states = engine.encode(features)
+        clock = timed("encoder", clock)
+        rows = engine.audio_rows_from(states, mel_length)
+        clock = timed("projector", clock)
+        prefix, suffix = self._prompt_ids(prompt)
+        embeds = engine.prompt_embeds(rows, prefix, suffix)
+        limit = min(
+            self.prompt["max_new_tokens"],
+            MIN_TOKENS + int(TOKENS_PER_SECOND * len(samples) / SAMPLE_RATE),
+        )
+        cache = engine.decoder.new_cache(embeds.shape[1] + limit)
+        tokens: list[int] = []
+        first = True
+        for token, _ in engine.decoder.generate(embeds, engine.embeddings, cache):
+            clock = timed("prefill" if first else "decode", clock)
+            first = False
+            tokens.append(token)
+            yield token
+            if token in engine.stop_ids or len(tokens) >= limit or looping(tokens):
+                break
+        timings["prompt_tokens"] = timings.get("prompt_tokens", 0) + embeds.shape[1]
+        timings["new_tokens"] = timings.get("new_tokens", 0) + len(tokens)
