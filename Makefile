@@ -19,6 +19,8 @@ demo: $(STAMP)
 	$(VENV)/bin/tinyaudio-reference --model tiny-random samples/jfk.wav
 	$(VENV)/bin/tinyaudio-reference --model tiny-random --unpadded samples/jfk.wav
 	$(VENV)/bin/tinyaudio-export --model tiny-random --int8 -o build/tiny-random-int8 --force
+	$(VENV)/bin/tinyaudio info build/tiny-random-int8 --verify
+	$(VENV)/bin/tinyaudio transcribe build/tiny-random-int8 samples/jfk.wav
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

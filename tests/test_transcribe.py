@@ -1,0 +1,143 @@
+"""The torch-free Transcriber and `tinyaudio transcribe/info` against the PyTorch reference."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from itertools import pairwise
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.conftest import AUDIO, REPO
+from tests.test_export_cli import NO_TORCH
+from tinyaudio.cli import main as cli_main
+from tinyaudio.export.loader import load_model
+from tinyaudio.export.reference import ReferenceTranscriber
+from tinyaudio.runtime.segments import split_points
+from tinyaudio.runtime.transcribe import Transcriber
+
+RATE = 16000
+
+
+def clips() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(3)
+    return {
+        "speech": sf.read(AUDIO / "jfk.wav", dtype="float32")[0],
+        "noise": (0.05 * rng.standard_normal(3 * RATE)).astype(np.float32),
+        "silence": np.zeros(2 * RATE, np.float32),
+        "over 30 s": sf.read(AUDIO / "two_cities_16k.wav", dtype="float32")[0],
+    }
+
+
+@pytest.fixture(scope="module")
+def pair(make_bundle, make_checkpoint):
+    """(FP32 bundle, PyTorch reference) for the same tiny checkpoint."""
+    return make_bundle("fp32"), ReferenceTranscriber(load_model(str(make_checkpoint())))
+
+
+@pytest.mark.parametrize("exact", [True, False], ids=["exact", "fast"])
+def test_tokens_match_the_reference(pair, exact):
+    bundle, reference = pair
+    transcriber = Transcriber.from_bundle(bundle, exact=exact)
+    for name, audio in clips().items():
+        result = transcriber.transcribe(audio, RATE)
+        assert result.segments, name
+        for segment in result.segments:
+            piece = audio[int(segment.start * RATE) : int(segment.end * RATE)]
+            expected = reference.transcribe(piece, padded=exact).token_ids
+            got = segment.token_ids
+            # The runtime stops earlier than upstream on a decode loop or its length bound.
+            assert got == expected[: len(got)], (name, segment.start)
+            assert len(got) == len(expected) or got[-1] not in transcriber.engine.stop_ids
+
+
+def test_long_audio_is_segmented_not_truncated():
+    audio = clips()["over 30 s"]
+    bounds = split_points(audio)
+    assert len(bounds) == 2 and bounds[0][0] == 0 and bounds[-1][1] == len(audio)
+    assert all(end - start <= 30 * RATE for start, end in bounds)
+    assert all(a[1] == b[0] for a, b in pairwise(bounds))
+    assert bounds[0][1] >= 20 * RATE  # cut near the end of the first window, in a pause
+
+
+def test_custom_prompt_uses_the_chat_template(pair):
+    bundle, reference = pair
+    transcriber = Transcriber.from_bundle(bundle)
+    for instruction in ("Describe the audio.", ""):
+        prefix, suffix = transcriber._prompt_ids(instruction)
+        expected = reference.prompt_ids(4, instruction)[0].tolist()
+        assert prefix + [transcriber.prompt["audio_token_id"]] * 4 + suffix == expected
+
+
+def test_stream_yields_the_text_as_it_grows(pair):
+    transcriber = Transcriber.from_bundle(pair[0], exact=True)
+    audio = clips()["speech"]
+    streamed = "".join(transcriber.stream(audio, RATE))
+    tokens = transcriber.transcribe(audio, RATE).token_ids
+    ids = [t for t in tokens if t not in transcriber.engine.stop_ids]
+    assert streamed == transcriber.tokenizer.decode(ids) and streamed
+
+
+def test_cli_transcribes_and_reports(make_bundle, capsys):
+    bundle = make_bundle("int8")
+    assert cli_main(["transcribe", str(bundle), str(AUDIO / "jfk.mp3"), "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["segments"][0]["end"] == pytest.approx(11.0, abs=0.05)
+    assert record["timings"]["new_tokens"] > 0
+    assert cli_main(["info", str(bundle), "--verify"]) == 0
+    out = capsys.readouterr().out
+    assert "int8" in out and "quantization gate" in out and "files match" in out
+
+
+def test_runtime_runs_where_torch_cannot_be_imported(make_bundle):
+    code = NO_TORCH + (
+        "from tinyaudio.cli import main\n"
+        f"rc = main(['transcribe', {str(make_bundle('int4'))!r}, {str(AUDIO / 'jfk.wav')!r}])\n"
+        "assert not any(m.split('.')[0] in ('torch', 'transformers') for m in sys.modules)\n"
+        "sys.exit(rc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert "jfk.wav: " in done.stdout
+
+
+def _error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err.strip().splitlines()[-1]
+
+
+def test_bad_inputs_are_one_line_errors(make_bundle, tmp_path, capsys):
+    bundle = make_bundle("fp32")
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros(0, np.float32), RATE)
+    nans = tmp_path / "nan.wav"
+    sf.write(nans, np.full(1600, np.nan, np.float32), RATE, subtype="FLOAT")
+    text = tmp_path / "notes.txt"
+    text.write_text("not audio")
+    cases = {
+        str(tmp_path / "missing.wav"): "audio file not found",
+        str(corrupt): "cannot decode",
+        str(empty): "empty",
+        str(nans): "NaN",
+        str(text): "cannot decode",
+    }
+    for path, message in cases.items():
+        assert cli_main(["transcribe", str(bundle), path]) == 2
+        assert message in _error(capsys)
+    assert cli_main(["transcribe", str(bundle), str(AUDIO / "jfk.wav"), "--provider", "nope"]) == 2
+    assert "execution provider 'nope' is not available" in _error(capsys)
+    broken = shutil.copytree(bundle, tmp_path / "broken")
+    with (broken / "encoder.onnx.data").open("r+b") as f:
+        f.write(b"\xff\xff")
+    assert cli_main(["transcribe", str(broken), str(AUDIO / "jfk.wav")]) == 2
+    assert "checksum mismatch" in _error(capsys)
+    (broken / "encoder.onnx").unlink()
+    assert cli_main(["info", str(broken)]) == 2
+    assert "missing its encoder graph" in _error(capsys)
