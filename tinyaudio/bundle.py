@@ -27,6 +27,28 @@ MANIFEST = "manifest.json"
 GRAPHS = ("encoder", "projector", "decoder")
 PRECISIONS = ("fp32", "int8", "int4")
 _REQUIRED = ("format", "format_version", "model", "dims", "audio", "prompt", "graphs", "files")
+_UNFINISHED: set[Path] = set()  # work directories to remove if the process is interrupted
+
+
+@contextlib.contextmanager
+def scratch_directory(prefix: str, parent: Path) -> Iterator[Path]:
+    """A temporary directory that is removed on exit, on error and on Ctrl-C/SIGTERM."""
+    try:
+        path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    except OSError as exc:
+        raise TinyAudioError(f"cannot write in {parent}: {exc.strerror}") from None
+    _UNFINISHED.add(path)
+    try:
+        yield path
+    finally:
+        _UNFINISHED.discard(path)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def discard_unfinished() -> None:
+    """Remove every work directory still in use (called from the interrupt handler)."""
+    for path in list(_UNFINISHED):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -34,22 +56,14 @@ def writing_bundle(output: Path, force: bool = False) -> Iterator[Path]:
     """Yield an empty work directory that becomes ``output`` only if the block completes."""
     output = Path(output).expanduser().absolute()
     check_output(output, force)
-    try:
-        work = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
-    except OSError as exc:
-        raise TinyAudioError(f"cannot write {output}: {exc.strerror}") from None
-    try:
+    with scratch_directory(f".{output.name}.partial-", output.parent) as work:
         yield work
         if output.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{output.name}.old-", dir=output.parent))
-            output.replace(retired / output.name)
-            work.replace(output)
-            shutil.rmtree(retired, ignore_errors=True)
+            with scratch_directory(f".{output.name}.old-", output.parent) as retired:
+                output.replace(retired / output.name)
+                work.replace(output)
         else:
             work.replace(output)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
 
 
 def check_output(output: Path, force: bool) -> None:

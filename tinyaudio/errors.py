@@ -1,5 +1,6 @@
 """The one exception type users see: every message is a complete, single-line explanation."""
 
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -12,17 +13,18 @@ class TinyAudioError(Exception):
 def run_cli(main: Callable[[], int | None]) -> int:
     """Run a console entry point: user errors become one line on stderr and exit status 2.
 
-    SIGTERM is handled like Ctrl-C so that half-written outputs are cleaned up either way.
+    Ctrl-C and SIGTERM remove unfinished outputs and exit at once: raising KeyboardInterrupt
+    inside torch's exporter can abort the process before any cleanup runs.
     """
-    signal.signal(signal.SIGTERM, _interrupt)
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         return main() or 0
     except TinyAudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def missing_extra(exc: ImportError, command: str, extra: str) -> TinyAudioError:
@@ -35,4 +37,8 @@ def missing_extra(exc: ImportError, command: str, extra: str) -> TinyAudioError:
 
 
 def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
+    from tinyaudio.bundle import discard_unfinished  # bundle imports this module
+
+    discard_unfinished()
+    print("interrupted", file=sys.__stderr__, flush=True)  # stderr may be redirected just now
+    os._exit(130)

@@ -10,10 +10,9 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-import tempfile
 from pathlib import Path
 
-from tinyaudio.bundle import PRECISIONS, check_output, writing_bundle
+from tinyaudio.bundle import PRECISIONS, check_output, scratch_directory, writing_bundle
 from tinyaudio.errors import TinyAudioError, missing_extra, run_cli
 from tinyaudio.progress import Progress
 from tinyaudio.quantize.cli import add_precision, add_quantize_options, gate_audio
@@ -70,8 +69,8 @@ def _run(args: argparse.Namespace) -> None:
         with writing_bundle(output, args.force) as work:
             export_fp32(model, work, progress)
     else:
-        with tempfile.TemporaryDirectory(prefix=f".{output.name}.fp32-", dir=output.parent) as tmp:
-            fp32 = Path(tmp) / "fp32"
+        with scratch_directory(f".{output.name}.fp32-", output.parent) as tmp:
+            fp32 = tmp / "fp32"
             fp32.mkdir()
             export_fp32(model, fp32, progress)
             del model  # the PyTorch weights are not needed for quantization

@@ -12,7 +12,6 @@ import hashlib
 import json
 import platform
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,7 +19,14 @@ import numpy as np
 import onnxruntime
 
 from tinyaudio import onnx_files
-from tinyaudio.bundle import read_manifest, sha256, verify_bundle, write_manifest, writing_bundle
+from tinyaudio.bundle import (
+    read_manifest,
+    scratch_directory,
+    sha256,
+    verify_bundle,
+    write_manifest,
+    writing_bundle,
+)
 from tinyaudio.errors import TinyAudioError
 from tinyaudio.progress import Progress
 from tinyaudio.quantize import gates, weights
@@ -113,7 +119,7 @@ def quantize_bundle(
         raise TinyAudioError(f"--block-size must be a power of two ≥ 16, got {block_size}")
     with (
         writing_bundle(output, force) as work,
-        tempfile.TemporaryDirectory(prefix=".quantize-", dir=work.parent) as scratch,
+        scratch_directory(".quantize-", work.parent) as scratch,
     ):
         with progress.stage(f"verify {source}"):
             verify_bundle(source, manifest)
