@@ -6,6 +6,8 @@ so prompt ids, special ids and the 151670-row vocabulary are the real ones.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,29 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 QWEN3_REFERENCE = SHARED / "reference" / "qwen3-0.6b"
 AUDIO = SHARED / "audio"
+
+# Makes `import torch` / `import transformers` fail in a child, as on a device without them.
+NO_TORCH = """
+import importlib.abc, sys
+class _Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "transformers"):
+            raise ImportError(f"{name} is blocked in this test")
+sys.meta_path.insert(0, _Block())
+"""
+
+
+def run_without_torch(module: str, args: list[str]) -> subprocess.CompletedProcess:
+    """Run ``module``'s main(args) in a fresh interpreter where torch cannot be imported, and
+    fail the child if torch or transformers got imported anyway."""
+    code = NO_TORCH + (
+        f"from {module} import main\n"
+        f"rc = main({args!r})\n"
+        "assert not any(m.split('.')[0] in ('torch', 'transformers') for m in sys.modules)\n"
+        "sys.exit(rc)\n"
+    )
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+
 
 TINY_GLM = EncoderSpec("glmasr", 32, 2, 2, 64, 128)
 TINY_WHISPER = EncoderSpec("whisper", 32, 2, 2, 64, 80)

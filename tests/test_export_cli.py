@@ -10,20 +10,10 @@ import time
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import NO_TORCH, REPO, run_without_torch
 from tinyaudio.bundle import read_manifest
 from tinyaudio.export.cli import main as export_main
 from tinyaudio.quantize.cli import main as quantize_main
-
-# Makes `import torch` / `import transformers` fail in the child, as on a device without them.
-NO_TORCH = """
-import importlib.abc, sys
-class _Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "transformers"):
-            raise ImportError(f"{name} is blocked in this test")
-sys.meta_path.insert(0, _Block())
-"""
 
 
 def _error(capsys) -> str:
@@ -91,13 +81,9 @@ def test_existing_output_needs_force(make_bundle, make_checkpoint, tmp_path, cap
 
 def test_quantize_runs_without_torch(make_bundle, tmp_path):
     source = make_bundle("fp32", projector="moe")
-    code = NO_TORCH + (
-        "from tinyaudio.quantize.cli import main\n"
-        f"rc = main([{str(source)!r}, '--int4', '-o', {str(tmp_path / 'q')!r}])\n"
-        "assert not any(m.split('.')[0] in ('torch', 'transformers') for m in sys.modules)\n"
-        "sys.exit(rc)\n"
+    done = run_without_torch(
+        "tinyaudio.quantize.cli", [str(source), "--int4", "-o", str(tmp_path / "q")]
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr
     assert "gate" in done.stderr and read_manifest(tmp_path / "q")["precision"] == "int4"
     blocked = subprocess.run([sys.executable, "-c", NO_TORCH + "import torch"],

@@ -149,9 +149,3 @@ def verify_bundle(directory: Path, manifest: dict[str, Any] | None = None) -> No
             raise TinyAudioError(f"bundle {directory} is missing {name}")
         if sha256(path) != digest:
             raise TinyAudioError(f"checksum mismatch in bundle {directory}: {name} was modified")
-
-
-def copy_files(source: Path, target: Path, names: list[str]) -> None:
-    for name in names:
-        (target / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source / name, target / name)

@@ -56,9 +56,9 @@ def graph_io(model: onnx.ModelProto) -> dict[str, list[dict[str, Any]]]:
     return {"inputs": describe(model.graph.input), "outputs": describe(model.graph.output)}
 
 
-def tensor_location(path: Path, name: str) -> dict[str, Any]:
-    """Where initializer ``name`` lies in its external data file: file, offset, length, shape."""
-    model = load_model(path, weights=False)
+def tensor_location(model: onnx.ModelProto, path: Path, name: str) -> dict[str, Any]:
+    """Where initializer ``name`` of ``model`` (read from ``path``) lies in its external data
+    file: file, offset, length, shape."""
     for tensor in model.graph.initializer:
         if tensor.name == name:
             info = {entry.key: entry.value for entry in tensor.external_data}

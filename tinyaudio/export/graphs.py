@@ -114,7 +114,8 @@ def export_decoder(language_model: PreTrainedModel, path: Path) -> None:
         ["inputs_embeds", *kv_names(layers, "past")],
         ["logits", *kv_names(layers, "new")],
         ({1: new}, tuple({1: cached} for _ in past)),
-        output_dims={1: "sequence"},  # the exporter would write Max(0, past + new - Min(...))
+        # the exporter would name these dims Max(0, past + new - Min(...))
+        output_dims={name: {1: "sequence"} for name in kv_names(layers, "new")},
     )
 
 
@@ -141,9 +142,8 @@ def _export(module, args, path: Path, inputs, outputs, dynamic_shapes, output_di
         )
     model = _name_weight_nodes(program.model_proto)
     for output in model.graph.output:
-        for axis, name in (output_dims or {}).items():
-            if output.name != "logits":
-                output.type.tensor_type.shape.dim[axis].dim_param = name
+        for axis, name in (output_dims or {}).get(output.name, {}).items():
+            output.type.tensor_type.shape.dim[axis].dim_param = name
     onnx_files.save_model(model, path)
 
 

@@ -74,7 +74,7 @@ def nbits(
             continue
         if node.name == LM_HEAD:
             width = lm_head_bits
-        elif node.name.endswith(tuple(eight_bit_layers)) and eight_bit_layers:
+        elif node.name.endswith(tuple(eight_bit_layers)):
             width = 8
         else:
             width = bits
@@ -115,7 +115,7 @@ def lm_head_embeddings(graph_path: Path, hidden_size: int) -> dict:
     """Where the decoder's LM-head rows are (the manifest's ``embeddings`` entry)."""
     model = onnx_files.load_model(graph_path, weights=False)
     node = next(n for n in model.graph.node if "logits" in n.output)
-    locate = lambda name: onnx_files.tensor_location(graph_path, name)  # noqa: E731
+    locate = lambda name: onnx_files.tensor_location(model, graph_path, name)  # noqa: E731
     if node.op_type == "Gemm":
         return {"format": "float32", "hidden_size": hidden_size, "weight": locate(node.input[1])}
     if node.op_type != "MatMulNBits":

@@ -26,10 +26,6 @@ class KVCache:
         self.capacity = capacity
         self.length = 0
 
-    def reset(self, length: int = 0) -> None:
-        """Forget everything after ``length`` positions (e.g. keep a cached prompt prefix)."""
-        self.length = length
-
 
 class Decoder:
     def __init__(self, session: ort.InferenceSession, dims: dict[str, Any]) -> None:
