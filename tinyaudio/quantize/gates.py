@@ -49,15 +49,11 @@ def baseline(engine: Engine, probes: dict[str, np.ndarray], max_tokens: int) -> 
     for name, audio in probes.items():
         features, mel_length = engine.features(audio, padded=False)
         rows = engine.audio_rows(features, mel_length)
-        prompt = engine.prompt_embeds(rows)
-        cache = engine.decoder.new_cache(prompt.shape[1] + max_tokens)
         tokens, margins, kept = [], [], []
-        for token, logits in engine.decoder.generate(prompt, engine.embeddings, cache):
+        for token, logits in engine.decode(rows, max_tokens):
             tokens.append(token)
             margins.append(_margin(logits))
             kept.append(logits.copy())
-            if len(tokens) >= max_tokens or token in engine.stop_ids:
-                break
         out[name] = Baseline(features, mel_length, rows, tokens, margins, kept)
     return out
 

@@ -6,6 +6,7 @@ transcriber; it knows nothing about files, text or segmentation.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,13 +103,23 @@ class Engine:
         parts = [self.embeddings(prefix), rows, self.embeddings(suffix)]
         return np.concatenate(parts).astype(np.float32)[None]
 
-    def greedy(self, rows: np.ndarray, max_new_tokens: int, stop: bool = True) -> list[int]:
-        """Greedy token ids (stop id included when reached unless ``stop`` is False)."""
-        prompt = self.prompt_embeds(rows)
+    def decode(
+        self,
+        rows: np.ndarray,
+        max_new_tokens: int,
+        prefix: list[int] | None = None,
+        suffix: list[int] | None = None,
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """Greedy (token, logits) pairs for the prompt around ``rows``: at most
+        ``max_new_tokens``, ending with the stop id when one is produced. Logits are reused."""
+        prompt = self.prompt_embeds(rows, prefix, suffix)
         cache = self.decoder.new_cache(prompt.shape[1] + max_new_tokens)
-        tokens: list[int] = []
-        for token, _ in self.decoder.generate(prompt, self.embeddings, cache):
-            tokens.append(token)
-            if len(tokens) >= max_new_tokens or (stop and token in self.stop_ids):
-                break
-        return tokens
+        steps = self.decoder.generate(prompt, self.embeddings, cache)
+        for count, (token, logits) in enumerate(steps, start=1):
+            yield token, logits
+            if count >= max_new_tokens or token in self.stop_ids:
+                return
+
+    def greedy(self, rows: np.ndarray, max_new_tokens: int) -> list[int]:
+        """Greedy token ids (the stop id included when reached)."""
+        return [token for token, _ in self.decode(rows, max_new_tokens)]

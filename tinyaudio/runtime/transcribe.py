@@ -162,20 +162,17 @@ class Transcriber:
         rows = engine.audio_rows_from(states, mel_length)
         clock = timed("projector", clock)
         prefix, suffix = self._prompt_ids(prompt)
-        embeds = engine.prompt_embeds(rows, prefix, suffix)
         limit = min(
             self.prompt["max_new_tokens"],
             MIN_TOKENS + int(TOKENS_PER_SECOND * len(samples) / SAMPLE_RATE),
         )
-        cache = engine.decoder.new_cache(embeds.shape[1] + limit)
         tokens: list[int] = []
-        first = True
-        for token, _ in engine.decoder.generate(embeds, engine.embeddings, cache):
-            clock = timed("prefill" if first else "decode", clock)
-            first = False
+        for token, _ in engine.decode(rows, limit, prefix, suffix):
+            clock = timed("decode" if tokens else "prefill", clock)
             tokens.append(token)
             yield token
-            if token in engine.stop_ids or len(tokens) >= limit or looping(tokens):
+            if looping(tokens):
                 break
-        timings["prompt_tokens"] = timings.get("prompt_tokens", 0) + embeds.shape[1]
+        prompt_tokens = len(prefix) + len(rows) + len(suffix)
+        timings["prompt_tokens"] = timings.get("prompt_tokens", 0) + prompt_tokens
         timings["new_tokens"] = timings.get("new_tokens", 0) + len(tokens)
