@@ -17,6 +17,7 @@ from tinyaudio.export.reference import ReferenceTranscriber
 from tinyaudio.onnx_files import graph_io, load_model
 from tinyaudio.progress import Progress
 from tinyaudio.quantize.weights import lm_head_embeddings
+from tinyaudio.runtime.engine import Engine
 from tinyaudio.runtime.lengths import HOP_LENGTH, SAMPLE_RATE, WINDOW_FRAMES
 
 TOOLS = ("tinyaudio", "torch", "transformers", "onnx", "onnxscript", "onnxruntime", "tokenizers")
@@ -55,15 +56,14 @@ def export_fp32(model: TinyAudioModel, directory: Path, progress: Progress) -> d
         "embeddings": lm_head_embeddings(directory / files["decoder"], dims["llm_hidden"]),
         "tools": _tool_versions(),
     }
-    write_manifest(directory, manifest)
     with progress.stage("parity: ONNX FP32 vs PyTorch (encoder both modes, projector, decoder)"):
-        manifest["parity"] = check_parity(model, directory)
+        manifest["parity"] = check_parity(model, Engine.load(directory, manifest))
     decoder = manifest["parity"]["decoder"]
     progress.note(
         f"decoder logits max abs {decoder['logits_max_abs']:.2e} over {decoder['steps']} steps, "
         f"tokens identical: {decoder['tokens_identical']}"
     )
-    return write_manifest(directory, {k: v for k, v in manifest.items() if k != "files"})
+    return write_manifest(directory, manifest)
 
 
 def _dims(model: TinyAudioModel, n_mels: int) -> dict[str, int]:

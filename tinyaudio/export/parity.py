@@ -8,8 +8,6 @@ stop token. The figures go into the manifest; an export that misses them fails.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 
@@ -34,8 +32,7 @@ def _compare(reference: torch.Tensor, onnx: np.ndarray) -> dict[str, float]:
 
 
 @torch.no_grad()
-def check_parity(model: TinyAudioModel, directory: Path) -> dict:
-    engine = Engine.from_bundle(directory, verify=False)
+def check_parity(model: TinyAudioModel, engine: Engine) -> dict:
     reference = ReferenceTranscriber(model)
     audio = probe_signals()["voiced"]
     report: dict = {"probe": "voiced", "audio_seconds": len(audio) / 16000}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import shutil
 from dataclasses import asdict, dataclass
@@ -130,11 +131,11 @@ def quantize_bundle(
         del fp32  # its sessions hold the FP32 weights: free them before quantizing (~5 GB)
         attempts = []
         for recipe in ladder(precision, block_size):
-            candidate = Path(scratch) / recipe.name
+            candidate = scratch / recipe.name
             with progress.stage(f"quantize ({recipe.name})"):
-                _build(source, candidate, recipe, manifest, Path(scratch), progress)
+                body = _build(source, candidate, recipe, manifest, scratch, progress)
             with progress.stage(f"gate {recipe.name}: greedy tokens vs FP32"):
-                result = gates.run_gate(Engine.from_bundle(candidate, verify=False), reference)
+                result = gates.run_gate(Engine.load(candidate, body), reference)
             attempts.append({"recipe": recipe.name, **result})
             progress.note(f"{recipe.name}: gate {'passed' if result['passed'] else 'FAILED'}")
             if result["passed"]:
@@ -143,18 +144,18 @@ def quantize_bundle(
             summary = "; ".join(_failures(a) for a in attempts)
             raise TinyAudioError(f"no {precision} recipe passed the accuracy gate ({summary})")
         for path in candidate.iterdir():
-            if path.name != "manifest.json":
-                shutil.move(str(path), work / path.name)
-        final = json.loads((candidate / "manifest.json").read_text())
-        final.pop("files")
-        final["gates"] = {"tokens_per_probe": GATE_TOKENS, "mode": "fast", "attempts": attempts}
-        return write_manifest(work, final)
+            path.replace(work / path.name)
+        body["gates"] = {"tokens_per_probe": GATE_TOKENS, "mode": "fast", "attempts": attempts}
+        return write_manifest(work, body)
 
 
 def _build(
     source: Path, target: Path, recipe: Recipe, manifest: dict, scratch: Path, progress: Progress
-) -> None:
-    """Quantize each graph as the recipe says (reusing graphs an earlier recipe already built)."""
+) -> dict:
+    """Quantize each graph into ``target`` as the recipe says and return the manifest body.
+
+    Graphs an earlier recipe already built are reused; files are hard-linked, not copied (the
+    encoder alone is 2.5 GB in FP32)."""
     target.mkdir()
     graphs = {}
     for graph in ("encoder", "projector", "decoder"):
@@ -165,7 +166,7 @@ def _build(
             key.mkdir()
             if spec["method"] == "fp32":
                 for path in source.glob(name + "*"):
-                    shutil.copy2(path, key / path.name)
+                    _link(path, key / path.name)
             elif spec["method"] == "int8-dynamic":
                 weights.int8_dynamic(source / name, key / name)
             else:
@@ -173,7 +174,7 @@ def _build(
                               spec["accuracy_level"], spec["lm_head_bits"],
                               tuple(spec["eight_bit_layers"]))  # fmt: skip
         for path in key.iterdir():
-            shutil.copy2(path, target / path.name)
+            _link(path, target / path.name)
         progress.note(f"{graph}: {spec['method']} {_size_mb(target / name):.1f} MB")
         graphs[graph] = {
             **manifest["graphs"][graph],
@@ -181,7 +182,7 @@ def _build(
             "quantization": spec,
             **onnx_files.graph_io(onnx_files.load_model(target / name, weights=False)),
         }
-    shutil.copy2(source / "tokenizer.json", target / "tokenizer.json")
+    _link(source / "tokenizer.json", target / "tokenizer.json")
     body = {k: v for k, v in manifest.items() if k not in ("files", "format", "format_version")}
     decoder_file = target / graphs["decoder"]["file"]
     body.update(
@@ -196,7 +197,15 @@ def _build(
             "quantize_python": platform.python_version(),
         },
     )
-    write_manifest(target, body)
+    return body
+
+
+def _link(source: Path, target: Path) -> None:
+    """Hard-link (no copy) where the file system allows, else copy."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def _failures(attempt: dict) -> str:

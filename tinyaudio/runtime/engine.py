@@ -42,6 +42,18 @@ class Engine:
         manifest = read_manifest(directory)
         if verify:
             verify_bundle(directory, manifest)
+        return cls.load(directory, manifest, threads, provider)
+
+    @classmethod
+    def load(
+        cls,
+        directory: Path,
+        manifest: dict[str, Any],
+        threads: int | None = None,
+        provider: str | None = None,
+    ) -> Engine:
+        """The graphs in ``directory`` as ``manifest`` describes them (for a bundle still being
+        written, whose manifest.json does not exist yet)."""
         graphs = manifest["graphs"]
 
         def session(name: str):
