@@ -42,6 +42,15 @@ def run_without_torch(module: str, args: list[str]) -> subprocess.CompletedProce
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
 
 
+def cli_error(capsys) -> str:
+    """The last stderr line, which must be the error (progress may precede it); no traceback."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: "), err
+    return last
+
+
 TINY_GLM = EncoderSpec("glmasr", 32, 2, 2, 64, 128)
 TINY_WHISPER = EncoderSpec("whisper", 32, 2, 2, 64, 80)
 TINY_QWEN3 = LLMSpec("qwen3", 32, 2, 4, 2, 8, 64, 151936, True)

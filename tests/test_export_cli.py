@@ -10,26 +10,17 @@ import time
 
 import pytest
 
-from tests.conftest import NO_TORCH, REPO, run_without_torch
+from tests.conftest import NO_TORCH, REPO, cli_error, run_without_torch
 from tinyaudio.bundle import read_manifest
 from tinyaudio.export.cli import main as export_main
 from tinyaudio.quantize.cli import main as quantize_main
-
-
-def _error(capsys) -> str:
-    """The last stderr line is the error (progress may precede it); no traceback anywhere."""
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    last = err.strip().splitlines()[-1]
-    assert last.startswith("error: "), err
-    return last
 
 
 def test_projector_mismatch(make_checkpoint, tmp_path, capsys):
     checkpoint = make_checkpoint(projector="mlp")
     args = ["--model", str(checkpoint), "--projector", "moe", "--fp32", "-o", str(tmp_path / "b")]
     assert export_main(args) == 2
-    assert "--projector moe does not match" in _error(capsys)
+    assert "--projector moe does not match" in cli_error(capsys)
     assert not (tmp_path / "b").exists()
 
 
@@ -38,7 +29,7 @@ def test_unknown_precision_and_projector(make_checkpoint, tmp_path, capsys):
     assert (
         export_main(["--model", checkpoint, "--precision", "int3", "-o", str(tmp_path / "b")]) == 2
     )
-    assert "unknown precision 'int3'" in _error(capsys)
+    assert "unknown precision 'int3'" in cli_error(capsys)
     with pytest.raises(SystemExit):
         export_main(["--model", checkpoint, "--projector", "linear"])
     assert "invalid choice: 'linear'" in capsys.readouterr().err
@@ -49,19 +40,19 @@ def test_unwritable_output(make_checkpoint, tmp_path, capsys):
     blocker.write_text("x")
     args = ["--model", str(make_checkpoint()), "--fp32", "-o", str(blocker / "bundle")]
     assert export_main(args) == 2
-    assert "file, not a directory" in _error(capsys)
+    assert "file, not a directory" in cli_error(capsys)
     assert export_main([*args[:-1], "/sys/tinyaudio-bundle"]) == 2  # read-only even for root
-    assert "/sys is not writable" in _error(capsys)
+    assert "/sys is not writable" in cli_error(capsys)
     assert export_main([*args[:-1], str(blocker)]) == 2  # an existing file, not a bundle
-    assert "already exists" in _error(capsys)
+    assert "already exists" in cli_error(capsys)
 
 
 def test_missing_checkpoint(tmp_path, capsys):
     assert export_main(["--model", str(tmp_path / "nowhere"), "-o", str(tmp_path / "b")]) == 2
-    assert "checkpoint directory not found" in _error(capsys)
+    assert "checkpoint directory not found" in cli_error(capsys)
     (tmp_path / "empty").mkdir()
     assert export_main(["--model", str(tmp_path / "empty"), "-o", str(tmp_path / "b")]) == 2
-    assert "config.json" in _error(capsys)
+    assert "config.json" in cli_error(capsys)
 
 
 def test_existing_output_needs_force(make_bundle, make_checkpoint, tmp_path, capsys):
@@ -70,12 +61,12 @@ def test_existing_output_needs_force(make_bundle, make_checkpoint, tmp_path, cap
     assert quantize_main([str(source), "--int8", "-o", str(target), "--quiet"]) == 0
     first = read_manifest(target)["files"]
     assert quantize_main([str(source), "--int8", "-o", str(target), "--quiet"]) == 2
-    assert "already exists; pass --force" in _error(capsys)
+    assert "already exists; pass --force" in cli_error(capsys)
     assert read_manifest(target)["files"] == first
     assert quantize_main([str(source), "--int4", "-o", str(target), "--quiet", "--force"]) == 0
     assert read_manifest(target)["precision"] == "int4"
     assert quantize_main([str(target), "--int8", "-o", str(tmp_path / "x")]) == 2
-    assert "quantize starts from an FP32 one" in _error(capsys)
+    assert "quantize starts from an FP32 one" in cli_error(capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["int8"]  # no leftovers
 
 

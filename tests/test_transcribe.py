@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.conftest import AUDIO, run_without_torch
+from tests.conftest import AUDIO, cli_error, run_without_torch
 from tinyaudio.cli import main as cli_main
 from tinyaudio.export.loader import load_model
 from tinyaudio.export.reference import ReferenceTranscriber
@@ -97,12 +97,6 @@ def test_runtime_runs_where_torch_cannot_be_imported(make_bundle):
     assert "jfk.wav: " in done.stdout
 
 
-def _error(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return err.strip().splitlines()[-1]
-
-
 def test_bad_inputs_are_one_line_errors(make_bundle, tmp_path, capsys):
     bundle = make_bundle("fp32")
     corrupt = tmp_path / "corrupt.wav"
@@ -122,14 +116,14 @@ def test_bad_inputs_are_one_line_errors(make_bundle, tmp_path, capsys):
     }
     for path, message in cases.items():
         assert cli_main(["transcribe", str(bundle), path]) == 2
-        assert message in _error(capsys)
+        assert message in cli_error(capsys)
     assert cli_main(["transcribe", str(bundle), str(AUDIO / "jfk.wav"), "--provider", "nope"]) == 2
-    assert "execution provider 'nope' is not available" in _error(capsys)
+    assert "execution provider 'nope' is not available" in cli_error(capsys)
     broken = shutil.copytree(bundle, tmp_path / "broken")
     with (broken / "encoder.onnx.data").open("r+b") as f:
         f.write(b"\xff\xff")
     assert cli_main(["transcribe", str(broken), str(AUDIO / "jfk.wav")]) == 2
-    assert "checksum mismatch" in _error(capsys)
+    assert "checksum mismatch" in cli_error(capsys)
     (broken / "encoder.onnx").unlink()
     assert cli_main(["info", str(broken)]) == 2
-    assert "missing its encoder graph" in _error(capsys)
+    assert "missing its encoder graph" in cli_error(capsys)
