@@ -26,6 +26,13 @@ class KVCache:
         self.capacity = capacity
         self.length = 0
 
+    def append(self, states: list[np.ndarray]) -> None:
+        """Copy precomputed positions (one [1, n, kv, hd] array per buffer) to the end."""
+        count = states[0].shape[1]
+        for buffer, state in zip(self.buffers, states, strict=True):
+            buffer[:, self.length : self.length + count] = state
+        self.length += count
+
 
 class Decoder:
     def __init__(self, session: ort.InferenceSession, dims: dict[str, Any]) -> None:

@@ -7,7 +7,7 @@ transcriber; it knows nothing about files, text or segmentation.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,8 @@ class Engine:
     projector: Any
     decoder: Decoder
     embeddings: TokenEmbeddings
+    # The last prompt prefix's KV states: the prefix is the same for every clip, computed once.
+    _prefix: tuple[tuple[int, ...], list[np.ndarray]] = field(default=((), []), repr=False)
 
     @classmethod
     def from_bundle(
@@ -104,16 +106,29 @@ class Engine:
             projected = np.pad(projected, ((0, count - projected.shape[0]), (0, 0)))
         return projected[:count]
 
+    def _prompt_ids(
+        self, prefix: list[int] | None, suffix: list[int] | None
+    ) -> tuple[list[int], list[int]]:
+        """The ids around the audio rows: the manifest's default prompt unless given."""
+        prompt = self.manifest["prompt"]
+        prefix = prompt["prefix_ids"] if prefix is None else prefix
+        return prefix, prompt["suffix_ids"] if suffix is None else suffix
+
     def prompt_embeds(
         self, rows: np.ndarray, prefix: list[int] | None = None, suffix: list[int] | None = None
     ) -> np.ndarray:
-        """[1, L, H]: prefix tokens, the audio rows at the `<audio>` slots, suffix tokens
-        (the manifest's default prompt unless given)."""
-        prompt = self.manifest["prompt"]
-        prefix = prompt["prefix_ids"] if prefix is None else prefix
-        suffix = prompt["suffix_ids"] if suffix is None else suffix
+        """[1, L, H]: prefix tokens, the audio rows at the `<audio>` slots, suffix tokens."""
+        prefix, suffix = self._prompt_ids(prefix, suffix)
         parts = [self.embeddings(prefix), rows, self.embeddings(suffix)]
         return np.concatenate(parts).astype(np.float32)[None]
+
+    def prefix_states(self, prefix: list[int]) -> list[np.ndarray]:
+        """The KV states of ``prefix`` alone, computed on first use and kept while it is reused."""
+        if self._prefix[0] != tuple(prefix):
+            cache = self.decoder.new_cache(len(prefix))
+            self.decoder.forward(self.embeddings(prefix)[None], cache)
+            self._prefix = (tuple(prefix), cache.buffers)
+        return self._prefix[1]
 
     def decode(
         self,
@@ -123,10 +138,14 @@ class Engine:
         suffix: list[int] | None = None,
     ) -> Iterator[tuple[int, np.ndarray]]:
         """Greedy (token, logits) pairs for the prompt around ``rows``: at most
-        ``max_new_tokens``, ending with the stop id when one is produced. Logits are reused."""
-        prompt = self.prompt_embeds(rows, prefix, suffix)
-        cache = self.decoder.new_cache(prompt.shape[1] + max_new_tokens)
-        steps = self.decoder.generate(prompt, self.embeddings, cache)
+        ``max_new_tokens``, ending with the stop id when one is produced. Logits are reused.
+        Only the audio rows and the suffix are prefilled: the prefix's states are reused."""
+        prefix, suffix = self._prompt_ids(prefix, suffix)
+        rest = np.concatenate([rows, self.embeddings(suffix)]).astype(np.float32)[None]
+        cache = self.decoder.new_cache(len(prefix) + rest.shape[1] + max_new_tokens)
+        if prefix:
+            cache.append(self.prefix_states(prefix))
+        steps = self.decoder.generate(rest, self.embeddings, cache)
         for count, (token, logits) in enumerate(steps, start=1):
             yield token, logits
             if count >= max_new_tokens or token in self.stop_ids:

@@ -35,7 +35,7 @@ def _mel_to_hertz(mels: np.ndarray) -> np.ndarray:
 
 @cache
 def mel_filters(n_mels: int) -> np.ndarray:
-    """[n_fft/2+1, n_mels] Slaney-normalised triangular filters, 0 to 8 kHz, float32."""
+    """[n_fft/2+1, n_mels] Slaney-normalised triangular filters, 0 to 8 kHz, float64."""
     fft_freqs = np.linspace(0, SAMPLE_RATE // 2, N_FFT // 2 + 1)
     mel_edges = np.linspace(
         _hertz_to_mel(np.array([0.0]))[0],
@@ -48,13 +48,12 @@ def mel_filters(n_mels: int) -> np.ndarray:
     down = -slopes[:, :-2] / widths[:-1]
     up = slopes[:, 2:] / widths[1:]
     filters = np.maximum(0.0, np.minimum(down, up))
-    filters = filters * (2.0 / (edges[2 : n_mels + 2] - edges[:n_mels]))[None, :]
-    return filters.astype(np.float32)
+    return filters * (2.0 / (edges[2 : n_mels + 2] - edges[:n_mels]))[None, :]
 
 
 @cache
 def _hann() -> np.ndarray:
-    return np.hanning(N_FFT + 1)[:-1].astype(np.float32)
+    return np.hanning(N_FFT + 1)[:-1]
 
 
 def log_mel(audio: np.ndarray, n_mels: int = 128, padded: bool = True) -> tuple[np.ndarray, int]:
@@ -70,8 +69,11 @@ def log_mel(audio: np.ndarray, n_mels: int = 128, padded: bool = True) -> tuple[
     signal = np.pad(signal, N_FFT // 2, mode="reflect")
     count = WINDOW_FRAMES if padded else frames
     windows = np.lib.stride_tricks.sliding_window_view(signal, N_FFT)[::HOP_LENGTH][:count]
-    power = np.abs(np.fft.rfft(windows * _hann(), axis=-1)) ** 2
-    mel = np.log10(np.maximum(power.astype(np.float32) @ mel_filters(n_mels), 1e-10))
+    # transformers' precision path: float64 window and filters, a complex64 spectrum, a float64
+    # mel projection and log, float32 after; any other order drifts by ~1e-5 on loud speech.
+    spectrum = np.fft.rfft(windows * _hann(), axis=-1).astype(np.complex64)
+    power = np.abs(spectrum, dtype=np.float64) ** 2
+    mel = np.log10(np.maximum(power @ mel_filters(n_mels), 1e-10)).astype(np.float32)
     # The padded mode's clamp uses the max over all 3000 frames; the zero-padded tail is -10, the
     # floor, so the max over the real frames (or -10 for an empty clip) is the same value.
     mel = np.maximum(mel, max(mel.max(initial=-10.0), -10.0) - 8.0)
