@@ -9,12 +9,14 @@ from itertools import pairwise
 import numpy as np
 import pytest
 import soundfile as sf
+import soxr
 
 from tests.conftest import AUDIO, cli_error, run_without_torch
 from tinyaudio.cli import main as cli_main
+from tinyaudio.errors import TinyAudioError
 from tinyaudio.export.loader import load_model
 from tinyaudio.export.reference import ReferenceTranscriber
-from tinyaudio.runtime.segments import split_points
+from tinyaudio.runtime.segments import windows
 from tinyaudio.runtime.transcribe import Transcriber
 
 RATE = 16000
@@ -54,7 +56,11 @@ def test_tokens_match_the_reference(pair, exact):
 
 def test_long_audio_is_segmented_not_truncated():
     audio = clips()["over 30 s"]
-    bounds = split_points(audio)
+    # Blocks of any size give the same windows: a stream is cut as the whole array would be.
+    whole = [(start, len(window)) for start, window in windows([audio])]
+    blocks = (audio[i : i + 7000] for i in range(0, len(audio), 7000))
+    assert [(start, len(window)) for start, window in windows(blocks)] == whole
+    bounds = [(start, start + length) for start, length in whole]
     assert len(bounds) == 2 and bounds[0][0] == 0 and bounds[-1][1] == len(audio)
     assert all(end - start <= 30 * RATE for start, end in bounds)
     assert all(a[1] == b[0] for a, b in pairwise(bounds))
@@ -97,6 +103,23 @@ def test_runtime_runs_where_torch_cannot_be_imported(make_bundle):
     assert "jfk.wav: " in done.stdout
 
 
+def test_any_rate_channels_and_sample_type(pair, tmp_path):
+    """8 kHz stereo int16 and 44.1 kHz float files and arrays are resampled and mixed to mono."""
+    transcriber = Transcriber.from_bundle(pair[0])
+    speech = clips()["speech"][: 4 * RATE]
+    for rate, subtype in ((8000, "PCM_16"), (44100, "FLOAT")):
+        path = tmp_path / ("clip.flac" if subtype == "PCM_16" else "clip.wav")
+        resampled = soxr.resample(speech, RATE, rate)
+        channels = np.stack([resampled, 0.5 * resampled], axis=1) if rate == 8000 else resampled
+        sf.write(path, channels, rate, subtype=subtype)
+        result = transcriber.transcribe(path)
+        assert result.segments[-1].end == pytest.approx(4.0, abs=0.01), rate
+        assert result.token_ids
+    as_int16 = (speech * 32767).astype(np.int16)
+    from_ints = transcriber.transcribe(as_int16, RATE).token_ids
+    assert from_ints == transcriber.transcribe(speech, RATE).token_ids
+
+
 def test_bad_inputs_are_one_line_errors(make_bundle, tmp_path, capsys):
     bundle = make_bundle("fp32")
     corrupt = tmp_path / "corrupt.wav"
@@ -107,23 +130,69 @@ def test_bad_inputs_are_one_line_errors(make_bundle, tmp_path, capsys):
     sf.write(nans, np.full(1600, np.nan, np.float32), RATE, subtype="FLOAT")
     text = tmp_path / "notes.txt"
     text.write_text("not audio")
+    aac = tmp_path / "voice.m4a"  # an MP4 container: libsndfile has no AAC decoder
+    aac.write_bytes(b"\x00\x00\x00\x18ftypM4A \x00\x00\x02\x00M4A isom" + bytes(64))
+    one_sample = tmp_path / "one.wav"  # 1 sample at 48 kHz is 0 samples at 16 kHz
+    sf.write(one_sample, np.ones(1, np.float32), 48000, subtype="FLOAT")
     cases = {
         str(tmp_path / "missing.wav"): "audio file not found",
         str(corrupt): "cannot decode",
-        str(empty): "empty",
+        str(empty): "the audio is empty",
         str(nans): "NaN",
-        str(text): "cannot decode",
+        str(text): "unsupported or damaged",
+        str(aac): "unsupported or damaged",
+        str(one_sample): "too short to resample",
     }
     for path, message in cases.items():
         assert cli_main(["transcribe", str(bundle), path]) == 2
-        assert message in cli_error(capsys)
-    assert cli_main(["transcribe", str(bundle), str(AUDIO / "jfk.wav"), "--provider", "nope"]) == 2
-    assert "execution provider 'nope' is not available" in cli_error(capsys)
+        assert message in cli_error(capsys), path
+    jfk = str(AUDIO / "jfk.wav")
+    assert cli_main(["transcribe", str(bundle), jfk, "--provider", "nope"]) == 2
+    assert "unknown execution provider 'nope'" in cli_error(capsys)
     broken = shutil.copytree(bundle, tmp_path / "broken")
     with (broken / "encoder.onnx.data").open("r+b") as f:
         f.write(b"\xff\xff")
-    assert cli_main(["transcribe", str(broken), str(AUDIO / "jfk.wav")]) == 2
+    assert cli_main(["transcribe", str(broken), jfk]) == 2
     assert "checksum mismatch" in cli_error(capsys)
     (broken / "encoder.onnx").unlink()
     assert cli_main(["info", str(broken)]) == 2
     assert "missing its encoder graph" in cli_error(capsys)
+    newer = shutil.copytree(bundle, tmp_path / "newer")
+    manifest = json.loads((newer / "manifest.json").read_text())
+    manifest["format_version"] += 1
+    (newer / "manifest.json").write_text(json.dumps(manifest))
+    assert cli_main(["transcribe", str(newer), jfk]) == 2
+    assert "upgrade tinyaudio" in cli_error(capsys)
+
+
+def test_array_input_errors(pair):
+    transcriber = Transcriber.from_bundle(pair[0])
+    cases = {
+        "pass sample_rate": (np.zeros(RATE, np.float32), None),
+        "or \\[samples, channels\\]": (np.zeros((2, 2, 2), np.float32), RATE),
+        "int or float": (np.zeros(RATE, dtype=bool), RATE),
+        "invalid sample rate": (np.zeros(RATE, np.float32), 0),
+        "the audio is empty": (np.zeros(0, np.float32), RATE),
+    }
+    for message, (audio, rate) in cases.items():
+        with pytest.raises(TinyAudioError, match=message):
+            transcriber.transcribe(audio, rate)
+
+
+def test_unavailable_provider_falls_back_to_cpu(make_bundle, capsys):
+    import onnxruntime as ort
+
+    from tinyaudio.runtime.sessions import PROVIDER_ALIASES
+
+    available = ort.get_available_providers()
+    missing = next((a for a, p in PROVIDER_ALIASES.items() if p not in available), None)
+    if missing is None:
+        pytest.skip("every known provider is available in this onnxruntime build")
+    args = ["transcribe", str(make_bundle("int8")), str(AUDIO / "jfk.wav"), "--provider", missing]
+    assert cli_main(args) == 0
+    captured = capsys.readouterr()
+    assert "jfk.wav: " in captured.out
+    warning = captured.err.strip().splitlines()
+    assert (
+        len(warning) == 1 and warning[0].startswith("warning: ") and "running on CPU" in warning[0]
+    )

@@ -29,13 +29,14 @@ def _models(args: argparse.Namespace) -> None:
 
 
 def _transcribe(args: argparse.Namespace) -> None:
-    from tinyaudio.runtime.audio import load_audio
+    from tinyaudio.runtime.audio import probe_audio
     from tinyaudio.runtime.transcribe import Transcriber
 
-    audio = {path: load_audio(path) for path in args.files}  # bad input fails before loading
+    for path in args.files:  # unreadable files fail before the model loads
+        probe_audio(path)
     transcriber = Transcriber.from_bundle(args.bundle, args.threads, args.provider, args.exact)
-    for path, samples in audio.items():
-        result = transcriber.transcribe(samples, 16000, prompt=args.prompt)
+    for path in args.files:
+        result = transcriber.transcribe(path, prompt=args.prompt)
         if args.json:
             record = {
                 "file": path,

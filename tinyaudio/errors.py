@@ -1,5 +1,6 @@
 """The one exception type users see: every message is a complete, single-line explanation."""
 
+import logging
 import os
 import signal
 import sys
@@ -17,12 +18,19 @@ def run_cli(main: Callable[[], int | None]) -> int:
     inside torch's exporter can abort the process before any cleanup runs.
     """
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    warnings = logging.StreamHandler(sys.stderr)  # library warnings as `warning: ...` lines
+    warnings.setFormatter(logging.Formatter("warning: %(message)s"))
+    logger = logging.getLogger("tinyaudio")
+    logger.addHandler(warnings)
+    logger.propagate, propagated = False, logger.propagate  # printed once, here
     try:
         return main() or 0
     except TinyAudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:
+        logger.removeHandler(warnings)
+        logger.propagate = propagated
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 

@@ -1,7 +1,12 @@
-"""Audio files and arrays → 16 kHz mono float32, the only input the models understand."""
+"""Audio files and arrays → 16 kHz mono float32, the only input the models understand.
+
+Files are decoded and resampled in blocks, so an hour-long recording never sits in memory whole:
+``audio_blocks`` yields model-ready blocks and the transcriber cuts windows from them as they come.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -11,37 +16,90 @@ import soxr
 from tinyaudio.errors import TinyAudioError
 from tinyaudio.runtime.lengths import SAMPLE_RATE
 
+BLOCK_SECONDS = 10
 
-def load_audio(path: str | Path) -> np.ndarray:
-    """Decode any format libsndfile reads (wav, flac, ogg, mp3, ...) and convert it."""
+
+def probe_audio(path: str | Path) -> sf._SoundFileInfo:
+    """Fail early, in one line, on a missing, undecodable or empty file (reads only the header)."""
     path = Path(path)
     if not path.is_file():
         raise TinyAudioError(f"audio file not found: {path}")
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise TinyAudioError(f"cannot decode {path}: {exc} (unsupported or damaged)") from None
+    if info.frames == 0:
+        raise TinyAudioError(f"{path}: the audio is empty")
+    return info
+
+
+def audio_blocks(
+    audio: str | Path | np.ndarray, sample_rate: int | None = None
+) -> Iterator[np.ndarray]:
+    """A file (any format libsndfile reads) or an array with its rate → 16 kHz mono blocks."""
+    if isinstance(audio, (str, Path)):
+        return _convert(_file_blocks(Path(audio)), probe_audio(audio).samplerate, str(audio))
+    if sample_rate is None:
+        raise TinyAudioError("pass sample_rate with a numpy array of audio")
+    data = np.asarray(audio)
+    if data.ndim not in (1, 2):
+        raise TinyAudioError(f"audio: expected [samples] or [samples, channels], got {data.shape}")
+    step = BLOCK_SECONDS * max(sample_rate, 1)
+    return _convert((data[i : i + step] for i in range(0, len(data), step)), sample_rate, "audio")
+
+
+def load_audio(path: str | Path) -> np.ndarray:
+    """A whole file as one 16 kHz mono array (for short clips: gate audio, the reference)."""
+    return np.concatenate(list(audio_blocks(path)))
+
+
+def _file_blocks(path: Path) -> Iterator[np.ndarray]:
+    try:
+        with sf.SoundFile(str(path)) as f:
+            yield from f.blocks(BLOCK_SECONDS * f.samplerate, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as exc:
         raise TinyAudioError(f"cannot decode {path}: {exc}") from None
-    return to_model_input(data, rate, str(path))
 
 
-def to_model_input(data: np.ndarray, sample_rate: int, name: str = "audio") -> np.ndarray:
-    """[samples] or [samples, channels] at any rate → 16 kHz mono float32, with sanity checks."""
-    data = np.asarray(data)
-    if data.ndim == 2:
-        data = data.mean(axis=1)
-    if data.ndim != 1:
-        raise TinyAudioError(f"{name}: expected [samples] or [samples, channels], got {data.shape}")
-    if np.issubdtype(data.dtype, np.integer):
-        data = data / float(np.iinfo(data.dtype).max)
-    data = data.astype(np.float32, copy=False)
-    if data.size == 0:
-        raise TinyAudioError(f"{name}: the audio is empty")
-    if not np.isfinite(data).all():
-        raise TinyAudioError(f"{name}: the audio contains NaN or infinite samples")
+def _convert(blocks: Iterable[np.ndarray], sample_rate: int, name: str) -> Iterator[np.ndarray]:
+    """[samples] or [samples, channels] blocks at any rate, int or float → checked 16 kHz mono."""
     if sample_rate <= 0:
         raise TinyAudioError(f"{name}: invalid sample rate {sample_rate}")
+    resampler = None
     if sample_rate != SAMPLE_RATE:
-        data = soxr.resample(data, sample_rate, SAMPLE_RATE).astype(np.float32, copy=False)
-        if data.size == 0:
-            raise TinyAudioError(f"{name}: too short to resample to {SAMPLE_RATE} Hz")
-    return data
+        resampler = soxr.ResampleStream(sample_rate, SAMPLE_RATE, 1, dtype="float32")
+    given = produced = 0
+    for block in blocks:
+        block = _mono_float(block, name)
+        given += len(block)
+        if resampler is not None:
+            block = resampler.resample_chunk(block, last=False)
+        produced += len(block)
+        if len(block):
+            yield block
+    if resampler is not None:
+        tail = resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+        produced += len(tail)
+        if len(tail):
+            yield tail
+    if given == 0:
+        raise TinyAudioError(f"{name}: the audio is empty")
+    if produced == 0:
+        raise TinyAudioError(
+            f"{name}: {given} samples at {sample_rate} Hz are too short to resample to "
+            f"{SAMPLE_RATE} Hz"
+        )
+
+
+def _mono_float(block: np.ndarray, name: str) -> np.ndarray:
+    block = np.asarray(block)
+    if np.issubdtype(block.dtype, np.integer):
+        block = block / float(np.iinfo(block.dtype).max)
+    elif not np.issubdtype(block.dtype, np.floating):
+        raise TinyAudioError(f"{name}: expected int or float samples, got {block.dtype}")
+    if block.ndim == 2:
+        block = block.mean(axis=1)
+    block = np.ascontiguousarray(block, dtype=np.float32)
+    if not np.isfinite(block).all():
+        raise TinyAudioError(f"{name}: the audio contains NaN or infinite samples")
+    return block

@@ -18,7 +18,7 @@ from tinyaudio.runtime.decoder import Decoder
 from tinyaudio.runtime.embeddings import TokenEmbeddings
 from tinyaudio.runtime.features import log_mel
 from tinyaudio.runtime.lengths import audio_tokens, conv_output_length
-from tinyaudio.runtime.sessions import create_session
+from tinyaudio.runtime.sessions import create_session, resolve_provider
 
 
 @dataclass
@@ -57,16 +57,17 @@ class Engine:
         """The graphs in ``directory`` as ``manifest`` describes them (for a bundle still being
         written, whose manifest.json does not exist yet)."""
         graphs = manifest["graphs"]
+        providers = resolve_provider(provider)
 
-        def session(name: str):
-            return create_session(directory / graphs[name]["file"], threads, provider)
+        def session(name: str, arena: bool):
+            return create_session(directory / graphs[name]["file"], threads, providers, arena)
 
         return cls(
             directory=directory,
             manifest=manifest,
-            encoder=session("encoder"),
-            projector=session("projector"),
-            decoder=Decoder(session("decoder"), manifest["dims"]),
+            encoder=session("encoder", arena=False),
+            projector=session("projector", arena=False),
+            decoder=Decoder(session("decoder", arena=True), manifest["dims"]),
             embeddings=TokenEmbeddings(directory, manifest["embeddings"]),
         )
 

@@ -1,7 +1,15 @@
-"""onnxruntime sessions for a bundle's graphs: thread count and execution provider in one place."""
+"""onnxruntime sessions for a bundle's graphs: threads, execution provider and memory in one place.
+
+Memory: onnxruntime memory-maps external weights whose offsets are page-aligned (onnx aligns
+every tensor over 1 MB) and repacks MatMul weights once at load, so a graph's resident size is
+about its file size. The per-window graphs (encoder, projector) run without the CPU arena: it
+keeps every run's largest activations (the encoder's 30 s attention maps, ~350 MB at real size)
+and fragments across window lengths, while plain malloc returns them at no measured speed cost.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -9,42 +17,59 @@ import onnxruntime as ort
 
 from tinyaudio.errors import TinyAudioError
 
+log = logging.getLogger("tinyaudio")
+
 PROVIDER_ALIASES = {
     "cpu": "CPUExecutionProvider",
     "cuda": "CUDAExecutionProvider",
     "tensorrt": "TensorrtExecutionProvider",
     "xnnpack": "XnnpackExecutionProvider",
     "coreml": "CoreMLExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
 }
+# What to try under a provider before the CPU (TensorRT hands unsupported nodes to CUDA).
+FALLBACKS = {"TensorrtExecutionProvider": ["CUDAExecutionProvider"]}
 
 
 def resolve_provider(name: str | None) -> list[str]:
-    """A provider name (alias or onnxruntime's) → the provider list, CPU always last."""
+    """A provider name (alias or onnxruntime's) → the providers to try, CPU always last.
+
+    An unknown name is an error; a known provider missing from this onnxruntime build falls back
+    to the CPU with a warning (one app, many devices: a Jetson build has CUDA, a Pi's does not).
+    """
     if name is None:
         return ["CPUExecutionProvider"]
     provider = PROVIDER_ALIASES.get(name.lower(), name)
-    available = ort.get_available_providers()
-    if provider not in available:
+    if provider not in ort.get_all_providers():
         known = ", ".join(sorted(PROVIDER_ALIASES))
-        raise TinyAudioError(
-            f"execution provider '{name}' is not available in this onnxruntime build "
-            f"(available: {', '.join(available)}; names: {known})"
-        )
-    return [provider] if provider == "CPUExecutionProvider" else [provider, "CPUExecutionProvider"]
+        raise TinyAudioError(f"unknown execution provider '{name}' (names: {known})")
+    available = ort.get_available_providers()
+    chain = [p for p in [provider, *FALLBACKS.get(provider, [])] if p in available]
+    if provider not in available:
+        log.warning(
+            "%s is not in this onnxruntime build (available: %s); running on %s",
+            provider, ", ".join(available), chain[0] if chain else "CPUExecutionProvider",
+        )  # fmt: skip
+    return [p for p in chain if p != "CPUExecutionProvider"] + ["CPUExecutionProvider"]
 
 
 def create_session(
-    path: Path, threads: int | None = None, provider: str | None = None
+    path: Path, threads: int | None, providers: list[str], arena: bool = True
 ) -> ort.InferenceSession:
+    """``providers`` from resolve_provider; ``arena=False`` for graphs run once per window."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or min(os.cpu_count() or 1, 4)
     options.inter_op_num_threads = 1
+    options.enable_cpu_mem_arena = arena
     options.log_severity_level = 3
     try:
-        return ort.InferenceSession(str(path), options, providers=resolve_provider(provider))
+        session = ort.InferenceSession(str(path), options, providers=providers)
     except (ort.capi.onnxruntime_pybind11_state.Fail,
             ort.capi.onnxruntime_pybind11_state.InvalidGraph,
             ort.capi.onnxruntime_pybind11_state.InvalidProtobuf,
             ort.capi.onnxruntime_pybind11_state.NoSuchFile) as exc:  # fmt: skip
         first = str(exc).strip().splitlines()[0][:300]
         raise TinyAudioError(f"onnxruntime cannot load {path}: {first}") from None
+    if session.get_providers()[0] != providers[0]:  # e.g. CUDA present but its libraries are not
+        log.warning("%s could not start for %s; running on CPU", providers[0], path.name)
+    return session

@@ -1,8 +1,9 @@
 """Transcriber: audio → text with a bundle, numpy + onnxruntime + tokenizers only.
 
 ``Transcriber.from_bundle(path).transcribe(audio)`` is the API an app embeds. Clips longer than
-30 s are cut into windows at pauses (runtime/segments.py) and each window is transcribed; the
-result keeps every window's start/end time. ``stream`` yields text as tokens arrive.
+30 s are cut into windows at pauses (runtime/segments.py) while they are read, and each window is
+transcribed; the result keeps every window's start/end time. ``stream`` yields text as tokens
+arrive.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from tinyaudio.errors import TinyAudioError
-from tinyaudio.runtime.audio import load_audio, to_model_input
+from tinyaudio.runtime.audio import audio_blocks
 from tinyaudio.runtime.engine import Engine
 from tinyaudio.runtime.lengths import SAMPLE_RATE
-from tinyaudio.runtime.segments import split_points
+from tinyaudio.runtime.segments import windows
 from tinyaudio.runtime.text import finish_transcript
 
 TOKENS_PER_SECOND = 12  # speech rarely exceeds ~4 words/s; bounds runaway decoding on noise
@@ -90,13 +91,6 @@ class Transcriber:
             return before + self.tokenizer.encode(instruction).ids, after
         return before, self.tokenizer.encode(" " + instruction).ids + after
 
-    def _audio(self, audio: np.ndarray | str | Path, sample_rate: int | None) -> np.ndarray:
-        if isinstance(audio, (str, Path)):
-            return load_audio(audio)
-        if sample_rate is None:
-            raise TinyAudioError("pass sample_rate with a numpy array of audio")
-        return to_model_input(audio, sample_rate)
-
     def transcribe(
         self,
         audio: np.ndarray | str | Path,
@@ -105,13 +99,14 @@ class Transcriber:
         on_token: Callable[[int], None] | None = None,
     ) -> Transcription:
         """Transcribe a file or an array (any rate, any channels) into text with segment times."""
-        samples = self._audio(audio, sample_rate)
-        timings: dict[str, float] = {"audio_seconds": len(samples) / SAMPLE_RATE}
+        timings: dict[str, float] = {}
         segments = []
-        for start, end in split_points(samples):
-            ids = self._decode(samples[start:end], prompt, timings, on_token)
+        for start, window in windows(audio_blocks(audio, sample_rate)):
+            ids = self._decode(window, prompt, timings, on_token)
             text = finish_transcript(self.tokenizer.decode(self._text_ids(ids)))
+            end = start + len(window)
             segments.append(Segment(start / SAMPLE_RATE, end / SAMPLE_RATE, text, ids))
+        timings["audio_seconds"] = segments[-1].end
         text = " ".join(s.text for s in segments if s.text)
         return Transcription(text, segments, {k: round(v, 4) for k, v in timings.items()})
 
@@ -122,11 +117,10 @@ class Transcriber:
         prompt: str | None = None,
     ) -> Iterator[str]:
         """Yield text as tokens arrive (before the final clean-up; whole characters only)."""
-        samples = self._audio(audio, sample_rate)
-        for start, end in split_points(samples):
+        for _, window in windows(audio_blocks(audio, sample_rate)):
             ids: list[int] = []
             shown = ""
-            for token in self._tokens(samples[start:end], prompt, {}):
+            for token in self._tokens(window, prompt, {}):
                 ids.append(token)
                 text = self.tokenizer.decode(self._text_ids(ids))
                 if text.startswith(shown) and len(text) > len(shown) and "\ufffd" not in text:
