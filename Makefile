@@ -5,10 +5,18 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TORCH  := torch==2.13.0
+# System libraries: espeak-ng speaks the test clips, PortAudio serves the microphone.
+APT    := espeak-ng libportaudio2
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint clean system
 
-$(STAMP): pyproject.toml
+system:
+	@command -v espeak-ng >/dev/null && ldconfig -p | grep -q libportaudio || \
+		{ $(SUDO) apt-get update -qq && \
+		  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT); }
+
+$(STAMP): pyproject.toml | system
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet $(TORCH)
 	$(PY) -m pip install --quiet -e ".[export,dev]"

@@ -42,6 +42,18 @@ def run_without_torch(module: str, args: list[str]) -> subprocess.CompletedProce
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
 
 
+SPOKEN_TEXT = "The quick brown fox jumps over the lazy dog, then naps in the warm afternoon sun."
+
+
+@pytest.fixture(scope="session")
+def spoken_clip(tmp_path_factory) -> Path:
+    """A sentence spoken by espeak-ng (a 22.05 kHz wav): speech that no test data ships.
+    `make test` installs espeak-ng."""
+    path = tmp_path_factory.mktemp("spoken") / "spoken.wav"
+    subprocess.run(["espeak-ng", "-s", "150", "-w", str(path), SPOKEN_TEXT], check=True)
+    return path
+
+
 def cli_error(capsys) -> str:
     """The last stderr line, which must be the error (progress may precede it); no traceback."""
     err = capsys.readouterr().err

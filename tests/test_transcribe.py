@@ -16,16 +16,20 @@ from tinyaudio.cli import main as cli_main
 from tinyaudio.errors import TinyAudioError
 from tinyaudio.export.loader import load_model
 from tinyaudio.export.reference import ReferenceTranscriber
+from tinyaudio.runtime.audio import load_audio
 from tinyaudio.runtime.segments import windows
 from tinyaudio.runtime.transcribe import Transcriber
 
 RATE = 16000
 
 
-def clips() -> dict[str, np.ndarray]:
+@pytest.fixture(scope="module")
+def clips(spoken_clip) -> dict[str, np.ndarray]:
+    """16 kHz clips: recorded and synthetic speech, noise, silence, and one over 30 s."""
     rng = np.random.default_rng(3)
     return {
         "speech": sf.read(AUDIO / "jfk.wav", dtype="float32")[0],
+        "espeak-ng": load_audio(spoken_clip),
         "noise": (0.05 * rng.standard_normal(3 * RATE)).astype(np.float32),
         "silence": np.zeros(2 * RATE, np.float32),
         "over 30 s": sf.read(AUDIO / "two_cities_16k.wav", dtype="float32")[0],
@@ -39,10 +43,11 @@ def pair(make_bundle, make_checkpoint):
 
 
 @pytest.mark.parametrize("exact", [True, False], ids=["exact", "fast"])
-def test_tokens_match_the_reference(pair, exact):
-    bundle, reference = pair
-    transcriber = Transcriber.from_bundle(bundle, exact=exact)
-    for name, audio in clips().items():
+@pytest.mark.parametrize("projector", ["mlp", "mosa", "moe", "qformer"])
+def test_tokens_match_the_reference(make_bundle, make_checkpoint, clips, projector, exact):
+    reference = ReferenceTranscriber(load_model(str(make_checkpoint(projector=projector))))
+    transcriber = Transcriber.from_bundle(make_bundle("fp32", projector=projector), exact=exact)
+    for name, audio in clips.items():
         result = transcriber.transcribe(audio, RATE)
         assert result.segments, name
         for segment in result.segments:
@@ -54,8 +59,8 @@ def test_tokens_match_the_reference(pair, exact):
             assert len(got) == len(expected) or got[-1] not in transcriber.engine.stop_ids
 
 
-def test_long_audio_is_segmented_not_truncated():
-    audio = clips()["over 30 s"]
+def test_long_audio_is_segmented_not_truncated(clips):
+    audio = clips["over 30 s"]
     # Blocks of any size give the same windows: a stream is cut as the whole array would be.
     whole = [(start, len(window)) for start, window in windows([audio])]
     blocks = (audio[i : i + 7000] for i in range(0, len(audio), 7000))
@@ -76,9 +81,9 @@ def test_custom_prompt_uses_the_chat_template(pair):
         assert prefix + [transcriber.prompt["audio_token_id"]] * 4 + suffix == expected
 
 
-def test_stream_yields_the_text_as_it_grows(pair):
+def test_stream_yields_the_text_as_it_grows(pair, clips):
     transcriber = Transcriber.from_bundle(pair[0], exact=True)
-    audio = clips()["speech"]
+    audio = clips["speech"]
     streamed = "".join(transcriber.stream(audio, RATE))
     tokens = transcriber.transcribe(audio, RATE).token_ids
     ids = [t for t in tokens if t not in transcriber.engine.stop_ids]
@@ -103,10 +108,10 @@ def test_runtime_runs_where_torch_cannot_be_imported(make_bundle):
     assert "jfk.wav: " in done.stdout
 
 
-def test_any_rate_channels_and_sample_type(pair, tmp_path):
+def test_any_rate_channels_and_sample_type(pair, clips, tmp_path):
     """8 kHz stereo int16 and 44.1 kHz float files and arrays are resampled and mixed to mono."""
     transcriber = Transcriber.from_bundle(pair[0])
-    speech = clips()["speech"][: 4 * RATE]
+    speech = clips["speech"][: 4 * RATE]
     for rate, subtype in ((8000, "PCM_16"), (44100, "FLOAT")):
         path = tmp_path / ("clip.flac" if subtype == "PCM_16" else "clip.wav")
         resampled = soxr.resample(speech, RATE, rate)
