@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import venv
 
-from tests.conftest import REPO
+from tests.conftest import AUDIO, REPO
 
 
-def test_base_install_has_no_torch_or_transformers(tmp_path):
+def test_base_install_has_no_torch_or_transformers(tmp_path, make_bundle):
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
@@ -38,3 +39,12 @@ def test_base_install_has_no_torch_or_transformers(tmp_path):
         assert done.returncode == 2, done.stderr
         assert done.stderr.strip().splitlines()[-1].startswith("error: ")
         assert f"needs the [{extra}] extra" in done.stderr and "Traceback" not in done.stderr
+    # The runtime install transcribes a bundle.
+    bundle = make_bundle("int8")
+    done = subprocess.run(
+        [env_dir / "bin" / "tinyaudio", "transcribe", bundle, AUDIO / "jfk.mp3", "--json"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    assert record["segments"][0]["token_ids"] and record["timings"]["new_tokens"] > 0
