@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import signal
 import sys
 from pathlib import Path
 
-from tinyaudio.errors import run_cli
+from tinyaudio.errors import TinyAudioError, run_cli
 from tinyaudio.registry import load_registry
 
 
@@ -47,6 +49,61 @@ def _transcribe(args: argparse.Namespace) -> None:
             print(json.dumps(record), flush=True)
         else:
             print(f"{path}: {result.text}", flush=True)
+
+
+def _clock(seconds: float) -> str:
+    minutes, seconds = divmod(seconds, 60)
+    return f"{int(minutes):02d}:{seconds:05.2f}"
+
+
+def _live(args: argparse.Namespace) -> None:
+    from tinyaudio.live.capture import Capture, describe_devices, import_sounddevice, input_device
+    from tinyaudio.live.session import LiveTranscriber
+    from tinyaudio.live.vad import Segmenter, SpeechDetector
+    from tinyaudio.runtime.audio import probe_audio
+    from tinyaudio.runtime.transcribe import Transcriber
+
+    if args.list_devices:
+        print(describe_devices(import_sounddevice()) or "no audio input devices")
+        return
+    if args.bundle is None:
+        raise TinyAudioError("tinyaudio live needs a BUNDLE (or --list-devices)")
+    detector = SpeechDetector()
+    if args.input:  # check the source before the model loads
+        probe_audio(args.input)
+    else:
+        input_device(import_sounddevice(), args.device)
+    transcriber = Transcriber.from_bundle(args.bundle, args.threads, args.provider)
+    live = LiveTranscriber(transcriber, Segmenter(detector), args.partial_interval)
+    capture = Capture()
+    if args.input:
+        source = capture.replay(args.input, args.pace)
+    else:
+        source = capture.microphone(args.device)
+    show_partials = args.json or sys.stdout.isatty()
+    width = shutil.get_terminal_size().columns
+
+    def stop(signum, frame) -> None:  # first Ctrl-C: finish the utterance; second: quit now
+        capture.stop()
+        signal.signal(signal.SIGINT, previous)
+
+    previous = signal.signal(signal.SIGINT, stop)
+    try:
+        with source as device:
+            print(f"listening to {device['name']} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+            for event in live.run(capture):
+                if args.json:
+                    print(json.dumps(vars(event)), flush=True)
+                elif event.kind == "final":
+                    clear = "\r\x1b[2K" if show_partials else ""
+                    times = f"[{_clock(event.start)} → {_clock(event.end)}]"
+                    print(f"{clear}{times} {event.text}", flush=True)
+                elif show_partials:
+                    print(f"\r\x1b[2K… {event.text}"[: width + 5], end="", flush=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if capture.overflows:
+        print(f"warning: {capture.overflows} input overflows (audio was dropped)", file=sys.stderr)
 
 
 def _info(args: argparse.Namespace) -> None:
@@ -89,6 +146,19 @@ def _parser() -> argparse.ArgumentParser:
     exact = "upstream's 30 s padding (token-exact with PyTorch; slower)"
     transcribe.add_argument("--exact", action="store_true", help=exact)
     transcribe.set_defaults(func=_transcribe)
+    live = sub.add_parser("live", help="transcribe a microphone (or a replayed file) as you speak")
+    live.add_argument("bundle", type=Path, nargs="?", help="bundle directory")
+    live.add_argument("--device", help="input device index or name (default: the system's)")
+    live.add_argument("--list-devices", action="store_true", help="list input devices and exit")
+    live.add_argument("--json", action="store_true", help="one JSON object per partial/final")
+    live.add_argument("--input", metavar="FILE", help="replay FILE as if it were the microphone")
+    pace = "replay speed for --input: 1 real time (default), 0 no waiting"
+    live.add_argument("--pace", type=float, default=1.0, help=pace)
+    partial = "re-decode the utterance in progress this often (0: finals only)"
+    live.add_argument("--partial-interval", type=float, default=1.0, metavar="S", help=partial)
+    live.add_argument("--threads", type=int, help="onnxruntime threads (default: ≤ 4)")
+    live.add_argument("--provider", help="execution provider: cpu, cuda, tensorrt, ...")
+    live.set_defaults(func=_live)
     info = sub.add_parser("info", help="summarise a bundle's manifest")
     info.add_argument("bundle", type=Path)
     info.add_argument("--verify", action="store_true", help="check every file's sha256")

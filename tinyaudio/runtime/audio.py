@@ -61,33 +61,48 @@ def _file_blocks(path: Path) -> Iterator[np.ndarray]:
         raise TinyAudioError(f"cannot decode {path}: {exc}") from None
 
 
+class Converter:
+    """Blocks at ``sample_rate`` ([samples] or [samples, channels], int or float) → checked
+    16 kHz mono float32, resampled as a stream (the same samples as resampling all at once)."""
+
+    def __init__(self, sample_rate: int, name: str) -> None:
+        if sample_rate <= 0:
+            raise TinyAudioError(f"{name}: invalid sample rate {sample_rate}")
+        self.sample_rate, self.name = sample_rate, name
+        self.given = self.produced = 0
+        self._resampler = None
+        if sample_rate != SAMPLE_RATE:
+            self._resampler = soxr.ResampleStream(sample_rate, SAMPLE_RATE, 1, dtype="float32")
+
+    def __call__(self, block: np.ndarray, last: bool = False) -> np.ndarray:
+        block = _mono_float(block, self.name)
+        self.given += len(block)
+        if self._resampler is not None:
+            block = self._resampler.resample_chunk(block, last=last)
+        self.produced += len(block)
+        return block
+
+    def finish(self) -> np.ndarray:
+        """The resampler's last samples (call once, at the end of the stream)."""
+        return self(np.zeros(0, np.float32), last=True)
+
+
 def _convert(blocks: Iterable[np.ndarray], sample_rate: int, name: str) -> Iterator[np.ndarray]:
-    """[samples] or [samples, channels] blocks at any rate, int or float → checked 16 kHz mono."""
-    if sample_rate <= 0:
-        raise TinyAudioError(f"{name}: invalid sample rate {sample_rate}")
-    resampler = None
-    if sample_rate != SAMPLE_RATE:
-        resampler = soxr.ResampleStream(sample_rate, SAMPLE_RATE, 1, dtype="float32")
-    given = produced = 0
+    """Converted blocks of a whole recording, which must not be empty."""
+    converter = Converter(sample_rate, name)
     for block in blocks:
-        block = _mono_float(block, name)
-        given += len(block)
-        if resampler is not None:
-            block = resampler.resample_chunk(block, last=False)
-        produced += len(block)
-        if len(block):
-            yield block
-    if resampler is not None:
-        tail = resampler.resample_chunk(np.zeros(0, np.float32), last=True)
-        produced += len(tail)
-        if len(tail):
-            yield tail
-    if given == 0:
+        converted = converter(block)
+        if len(converted):
+            yield converted
+    tail = converter.finish()
+    if len(tail):
+        yield tail
+    if converter.given == 0:
         raise TinyAudioError(f"{name}: the audio is empty")
-    if produced == 0:
+    if converter.produced == 0:
         raise TinyAudioError(
-            f"{name}: {given} samples at {sample_rate} Hz are too short to resample to "
-            f"{SAMPLE_RATE} Hz"
+            f"{name}: {converter.given} samples at {sample_rate} Hz are too short to resample "
+            f"to {SAMPLE_RATE} Hz"
         )
 
 

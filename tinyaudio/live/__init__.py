@@ -1,0 +1,1 @@
+"""Live transcription: microphone or replayed file → voice activity → utterances → text."""
