@@ -19,7 +19,7 @@ system:
 $(STAMP): pyproject.toml | system
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -e ".[export,dev]"
+	$(PY) -m pip install --quiet -e ".[export,mic,dev]"
 	touch $(STAMP)
 
 demo: $(STAMP)

