@@ -29,6 +29,7 @@ demo: $(STAMP)
 	$(VENV)/bin/tinyaudio-export --model tiny-random --int8 -o build/tiny-random-int8 --force
 	$(VENV)/bin/tinyaudio info build/tiny-random-int8 --verify
 	$(VENV)/bin/tinyaudio transcribe build/tiny-random-int8 samples/jfk.wav
+	$(VENV)/bin/tinyaudio live build/tiny-random-int8 --input samples/jfk.wav
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
