@@ -26,7 +26,7 @@ from tinyaudio.runtime.transcribe import Transcriber
 TEXT = "Please send me the report before the meeting on Friday."
 
 
-def measure(bundle: str, threads: int) -> dict:
+def measure(bundle: str, threads: int, partial_interval: float) -> dict:
     transcriber = Transcriber.from_bundle(bundle, threads=threads)
     audio, [(start, end)] = scene([TEXT], gap=2.0, noise=0.005)
     size = int(RATE * BLOCK_SECONDS)
@@ -45,7 +45,7 @@ def measure(bundle: str, threads: int) -> dict:
         capture.blocks.put(None)
 
     transcriber.transcribe(audio[: RATE // 2], RATE)  # warm-up
-    live = LiveTranscriber(transcriber, Segmenter(SpeechDetector()), partial_interval=1.0)
+    live = LiveTranscriber(transcriber, Segmenter(SpeechDetector()), partial_interval)
     player = threading.Thread(target=play)
     player.start()
     final_at, partials, final = None, 0, None
@@ -76,16 +76,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("bundles", nargs="+")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--partial-interval", type=float, nargs="+", default=[1.0, 0.0])
     args = parser.parse_args()
     print(f"{args.threads} threads; latency includes the VAD's 0.5 s end-of-speech wait\n")
-    print("| bundle | utterance | end of speech → final | tokens in final "
+    print("| bundle | partial interval | utterance | end of speech → final | tokens in final "
           "| partials | partial cost at 1 / 2 / 3 s (tokens) |")  # fmt: skip
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for bundle in args.bundles:
-        r = measure(bundle, args.threads)
-        costs = " / ".join(f"{s:.2f} s ({n})" for s, n in r["costs"].values())
-        print(f"| {r['precision']} | {r['utterance']:.1f} s | {r['latency']:.2f} s "
-              f"| {r['final_tokens']} | {r['partials']} | {costs} |", flush=True)  # fmt: skip
+        for interval in args.partial_interval:
+            r = measure(bundle, args.threads, interval)
+            costs = " / ".join(f"{s:.2f} s ({n})" for s, n in r["costs"].values())
+            print(f"| {r['precision']} | {interval:g} s | {r['utterance']:.1f} s "
+                  f"| {r['latency']:.2f} s "
+                  f"| {r['final_tokens']} | {r['partials']} | {costs} |", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """The live loop: captured blocks → 16 kHz → utterances → partial and final transcripts.
 
-Partials re-decode the growing utterance every ``partial_interval`` seconds of audio, and only
-when no captured audio is waiting: a slow device skips partials rather than falling behind the
-speaker. Each decode reuses the engine's cached prompt prefix.
+Partials re-decode the growing utterance every ``partial_interval`` seconds of audio, only when
+no captured audio is waiting (a slow device skips partials rather than falling behind the
+speaker) and not while the speaker pauses (a partial started as speech ends would delay the
+final by its whole decode). Each decode reuses the engine's cached prompt prefix.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ class LiveTranscriber:
             for utterance in self.segmenter.feed(converter(block)):
                 yield from self._final(utterance)
             current = self.segmenter.current()
-            if current is None or not self.partial_interval or not capture.blocks.empty():
+            waiting = not capture.blocks.empty()
+            if current is None or not self.partial_interval or waiting or self.segmenter.pausing:
                 continue
             if current.start >= partial_end:  # a new utterance
                 partial_end = current.start

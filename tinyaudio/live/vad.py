@@ -79,8 +79,9 @@ class Segmenter:
         self._quiet = 0  # trailing frames below the end threshold
 
     @property
-    def active(self) -> bool:
-        return bool(self._frames)
+    def pausing(self) -> bool:
+        """The utterance in progress has gone quiet: it may be about to end."""
+        return self._quiet > 0
 
     def current(self) -> Utterance | None:
         """The utterance in progress so far (for partial transcripts)."""
