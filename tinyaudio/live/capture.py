@@ -63,7 +63,8 @@ def input_device(sd: Any, device: str | None) -> dict[str, Any]:
 
 
 class Capture:
-    """A queue of (block, sample_rate) filled by ``callback`` from an input stream or a replay."""
+    """A queue of captured blocks (at ``sample_rate``, as the device delivers them) filled by
+    ``callback`` from an input stream or a replay; ``None`` marks the end of the source."""
 
     def __init__(self) -> None:
         self.blocks: queue.Queue[np.ndarray | None] = queue.Queue()

@@ -41,15 +41,16 @@ class LiveTranscriber:
         for block in capture.stream():
             for utterance in self.segmenter.feed(converter(block)):
                 yield from self._final(utterance)
-            current = self.segmenter.current()
+            span = self.segmenter.span()
             waiting = not capture.blocks.empty()
-            if current is None or not self.partial_interval or waiting or self.segmenter.pausing:
+            if span is None or not self.partial_interval or waiting or self.segmenter.pausing:
                 continue
-            if current.start >= partial_end:  # a new utterance
-                partial_end = current.start
-            if current.end - partial_end >= self.partial_interval:
-                partial_end = current.end
-                yield self._event("partial", current)
+            start, end = span
+            if start >= partial_end:  # a new utterance
+                partial_end = start
+            if end - partial_end >= self.partial_interval:
+                partial_end = end
+                yield self._event("partial", self.segmenter.current())
         self.segmenter.feed(converter.finish())
         last = self.segmenter.flush()
         if last is not None:

@@ -83,6 +83,13 @@ class Segmenter:
         """The utterance in progress has gone quiet: it may be about to end."""
         return self._quiet > 0
 
+    def span(self) -> tuple[float, float] | None:
+        """(start, end) seconds of the utterance in progress, without copying its audio."""
+        if not self._frames:
+            return None
+        seconds = FRAME / SAMPLE_RATE
+        return self._onset * seconds, (self._start + len(self._frames)) * seconds
+
     def current(self) -> Utterance | None:
         """The utterance in progress so far (for partial transcripts)."""
         if not self._frames:

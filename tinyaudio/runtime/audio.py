@@ -68,7 +68,7 @@ class Converter:
     def __init__(self, sample_rate: int, name: str) -> None:
         if sample_rate <= 0:
             raise TinyAudioError(f"{name}: invalid sample rate {sample_rate}")
-        self.sample_rate, self.name = sample_rate, name
+        self.name = name
         self.given = self.produced = 0
         self._resampler = None
         if sample_rate != SAMPLE_RATE:
