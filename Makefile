@@ -9,7 +9,7 @@ TORCH  := torch==2.13.0
 APT    := espeak-ng libportaudio2
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint clean system
+.PHONY: demo test lint clean system bench
 
 system:
 	@command -v espeak-ng >/dev/null && ldconfig -p | grep -q libportaudio || \
@@ -19,7 +19,7 @@ system:
 $(STAMP): pyproject.toml | system
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -e ".[export,mic,dev]"
+	$(PY) -m pip install --quiet -e ".[export,mic,bench,dev]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -30,6 +30,10 @@ demo: $(STAMP)
 	$(VENV)/bin/tinyaudio info build/tiny-random-int8 --verify
 	$(VENV)/bin/tinyaudio transcribe build/tiny-random-int8 samples/jfk.wav
 	$(VENV)/bin/tinyaudio live build/tiny-random-int8 --input samples/jfk.wav
+
+# The full side-by-side benchmark (real-size random weights; ~11 GB RAM to export once).
+bench: $(STAMP)
+	$(VENV)/bin/tinyaudio bench -o benchmarks/results --force
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

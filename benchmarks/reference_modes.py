@@ -4,20 +4,20 @@
 
 Times the encoder (+ projector) and the greedy decode separately for 5, 10 and 30 s clips in both
 modes, in one process, and prints a markdown table of ratios. This is the baseline the ONNX
-runtime is compared with; the full multi-runtime harness lives beside it.
+runtime is compared with; the full multi-runtime harness is `tinyaudio bench`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from tinyaudio.bench.records import peak_rss_mb
 from tinyaudio.export.loader import load_model
 from tinyaudio.export.reference import ReferenceTranscriber
 from tinyaudio.runtime.lengths import SAMPLE_RATE
@@ -62,7 +62,7 @@ def main() -> None:
         unpadded = measure(transcriber, audio, False, args.tokens)
         rows.append({"seconds": seconds, "padded": padded, "unpadded": unpadded})
         print(f"{seconds:>5.0f} s clip measured", flush=True)
-    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    peak_gb = peak_rss_mb() / 1024
 
     print(f"\nmodel {args.model}, {args.threads} threads, load {load_s:.1f} s, "
           f"peak RSS {peak_gb:.2f} GB, {args.tokens} new tokens per clip\n")  # fmt: skip

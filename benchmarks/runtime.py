@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinyaudio.bench.records import peak_rss_mb
 from tinyaudio.runtime.audio import load_audio
 from tinyaudio.runtime.engine import Engine
 from tinyaudio.runtime.lengths import SAMPLE_RATE
@@ -29,10 +29,6 @@ from tinyaudio.runtime.transcribe import Transcriber
 
 AUDIO = Path(__file__).resolve().parents[2] / "shared" / "audio"
 CLIPS = ("jfk.wav", "beckett.wav", "two_cities_16k.wav")
-
-
-def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def best_of(runs: int, work) -> float:
@@ -84,7 +80,7 @@ def measure(bundle: str, threads: int, steps: int) -> dict:
     engine = transcriber.engine
     result = {"bundle": bundle, "precision": engine.manifest["precision"]}
     result["load_s"] = time.perf_counter() - started
-    result["rss_loaded_mb"] = peak_mb()
+    result["rss_loaded_mb"] = peak_rss_mb()
     speech = load_audio(AUDIO / "jfk.wav")
     for padded, mode in ((True, "exact"), (False, "fast")):
         features, _ = engine.features(speech, padded=padded)
@@ -108,7 +104,7 @@ def measure(bundle: str, threads: int, steps: int) -> dict:
             "token_ids": transcription.token_ids,
             "real_time_factor": wall / transcription.timings["audio_seconds"],
         }
-    result["peak_rss_mb"] = peak_mb()
+    result["peak_rss_mb"] = peak_rss_mb()
     return result
 
 

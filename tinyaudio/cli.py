@@ -9,6 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
+from tinyaudio.bench.cli import add_parser as add_bench_parser
 from tinyaudio.errors import TinyAudioError, run_cli
 from tinyaudio.registry import load_registry
 
@@ -166,6 +167,7 @@ def _parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list the models in the registry (models.toml)")
     models.add_argument("--registry", help="another models.toml to read")
     models.set_defaults(func=_models)
+    add_bench_parser(sub)
     return parser
 
 

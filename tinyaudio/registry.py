@@ -6,6 +6,7 @@ one is reported with the entry and the field, never as a KeyError deep inside th
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,11 @@ else:  # Jetson's Ubuntu 22.04 ships Python 3.10
 PROJECTOR_TYPES = ("mlp", "mosa", "moe", "qformer")
 ENCODER_KINDS = ("glmasr", "whisper")
 LLM_FAMILIES = ("qwen3", "qwen2", "llama")
+
+
+def cache_root() -> Path:
+    """Where presets and benchmark bundles are built once (``TINYAUDIO_CACHE`` overrides)."""
+    return Path(os.environ.get("TINYAUDIO_CACHE", Path.home() / ".cache" / "tinyaudio"))
 
 
 @dataclass(frozen=True)

@@ -26,12 +26,15 @@ import ast
 import contextlib
 import io
 import logging
+import types
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import DynamicCache, PreTrainedModel
+from transformers import AttentionInterface, DynamicCache, PreTrainedModel
+from transformers.masking_utils import AttentionMaskInterface, eager_mask
 
 from tinyaudio import onnx_files
 from tinyaudio.export.encoder import AudioEncoder
@@ -80,6 +83,58 @@ class DecoderGraph(nn.Module):
         return (logits, *deltas)
 
 
+def grouped_attention(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, None]:
+    """Eager attention without ``repeat_kv``: the query heads that share a KV head are stacked
+    along the time axis, so each KV head's cache is read where it lies. transformers' eager path
+    expands the whole cache to every query head first: an ``Expand`` copy per layer per token
+    that cost ~16 % of a Qwen3-0.6B decode step (measured, 140 cached positions, INT4)."""
+    batch, heads, length, dim = query.shape
+    kv_heads = key.shape[1]
+    groups = heads // kv_heads
+    stacked = query.reshape(batch, kv_heads, groups * length, dim)
+    scores = torch.matmul(stacked, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:  # [batch, 1, length, total]: the same for every group
+        scores = scores.reshape(batch, kv_heads, groups, length, -1) + attention_mask[:, :, None]
+        scores = scores.reshape(batch, kv_heads, groups * length, -1)
+    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    output = torch.matmul(probs, value).reshape(batch, heads, length, dim)
+    return output.transpose(1, 2).contiguous(), None
+
+
+GROUPED = "tinyaudio_grouped"
+AttentionInterface.register(GROUPED, grouped_attention)
+AttentionMaskInterface.register(GROUPED, eager_mask)
+
+
+def _divided_rms_norm(self: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """RMSNorm as x / sqrt(mean(x²) + eps) · w: the form onnxruntime fuses into one
+    SimplifiedLayerNormalization (``x · rsqrt(...)`` exports as Sqrt, Reciprocal, Mul: unfused)."""
+    variance = hidden.pow(2).mean(-1, keepdim=True)
+    return self.weight * (hidden / torch.sqrt(variance + self.variance_epsilon))
+
+
+@contextlib.contextmanager
+def fusable_norms(model: nn.Module) -> Iterator[None]:
+    """Trace the model's RMSNorms (Qwen3's 113 of them) in the form onnxruntime fuses."""
+    norms = [m for m in model.modules() if type(m).__name__.endswith("RMSNorm")]
+    for norm in norms:
+        norm.forward = types.MethodType(_divided_rms_norm, norm)
+    try:
+        yield
+    finally:
+        for norm in norms:
+            del norm.forward
+
+
 def kv_names(num_layers: int, prefix: str) -> list[str]:
     return [f"{prefix}_{kind}.{i}" for i in range(num_layers) for kind in ("key", "value")]
 
@@ -99,7 +154,6 @@ def export_projector(projector: Projector, encoder_dim: int, path: Path) -> None
 
 def export_decoder(language_model: PreTrainedModel, path: Path) -> None:
     config = language_model.config
-    language_model.config._attn_implementation = "eager"  # plain MatMul/Softmax: quantizable
     graph = DecoderGraph(language_model)
     layers, kv_heads = config.num_hidden_layers, config.num_key_value_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
@@ -107,16 +161,22 @@ def export_decoder(language_model: PreTrainedModel, path: Path) -> None:
     cached = torch.export.Dim("past_sequence", min=0, max=MAX_POSITIONS)
     embeds = torch.randn(1, 5, config.hidden_size)
     past = tuple(torch.randn(1, 3, kv_heads, head_dim) for _ in range(2 * layers))
-    _export(
-        graph,
-        (embeds, *past),
-        path,
-        ["inputs_embeds", *kv_names(layers, "past")],
-        ["logits", *kv_names(layers, "new")],
-        ({1: new}, tuple({1: cached} for _ in past)),
-        # the exporter would name these dims Max(0, past + new - Min(...))
-        output_dims={name: {1: "sequence"} for name in kv_names(layers, "new")},
-    )
+    traced_with = config._attn_implementation  # parity then checks the model as it came
+    config._attn_implementation = GROUPED  # plain MatMul/Softmax: quantizable
+    try:
+        with fusable_norms(language_model):
+            _export(
+                graph,
+                (embeds, *past),
+                path,
+                ["inputs_embeds", *kv_names(layers, "past")],
+                ["logits", *kv_names(layers, "new")],
+                ({1: new}, tuple({1: cached} for _ in past)),
+                # the exporter would name these dims Max(0, past + new - Min(...))
+                output_dims={name: {1: "sequence"} for name in kv_names(layers, "new")},
+            )
+    finally:
+        config._attn_implementation = traced_with
 
 
 def _export(module, args, path: Path, inputs, outputs, dynamic_shapes, output_dims=None) -> None:

@@ -3,7 +3,6 @@ downloaded checkpoint. Writing to disk first is what makes "same code path" true
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -11,13 +10,9 @@ from pathlib import Path
 import torch
 
 from tinyaudio.export.factory import CheckpointRecipe, write_checkpoint, write_encoder, write_llm
-from tinyaudio.registry import PresetEntry
+from tinyaudio.registry import PresetEntry, cache_root
 
-FORMAT = "v1"  # bump when the factory's output changes, so stale caches are rebuilt
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("TINYAUDIO_CACHE", Path.home() / ".cache" / "tinyaudio"))
+FORMAT = "v2"  # bump when the factory's output changes, so stale caches are rebuilt
 
 
 def materialize_preset(entry: PresetEntry, projector: str | None = None) -> Path:

@@ -137,9 +137,11 @@ class Engine:
         max_new_tokens: int,
         prefix: list[int] | None = None,
         suffix: list[int] | None = None,
+        stop: bool = True,
     ) -> Iterator[tuple[int, np.ndarray]]:
         """Greedy (token, logits) pairs for the prompt around ``rows``: at most
-        ``max_new_tokens``, ending with the stop id when one is produced. Logits are reused.
+        ``max_new_tokens``, ending with the stop id when one is produced (``stop=False``: always
+        ``max_new_tokens``, as benchmarks need). Logits are reused.
         Only the audio rows and the suffix are prefilled: the prefix's states are reused."""
         prefix, suffix = self._prompt_ids(prefix, suffix)
         rest = np.concatenate([rows, self.embeddings(suffix)]).astype(np.float32)[None]
@@ -149,7 +151,7 @@ class Engine:
         steps = self.decoder.generate(rest, self.embeddings, cache)
         for count, (token, logits) in enumerate(steps, start=1):
             yield token, logits
-            if count >= max_new_tokens or token in self.stop_ids:
+            if count >= max_new_tokens or (stop and token in self.stop_ids):
                 return
 
     def greedy(self, rows: np.ndarray, max_new_tokens: int) -> list[int]:

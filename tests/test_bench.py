@@ -1,0 +1,94 @@
+"""`tinyaudio bench --quick`: the harness runs every configuration on tiny-random and writes
+sane results. Timings are never asserted; their bookkeeping is."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO, cli_error
+from tinyaudio.bench.cli import ORDER, Run, measure_in_child
+from tinyaudio.bench.clips import transcript_tokens
+from tinyaudio.cli import main
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    output = tmp_path_factory.mktemp("bench") / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "tinyaudio.cli", "bench", "--quick", "-o", str(output)],
+        capture_output=True, text=True, cwd=REPO,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    return output, done
+
+
+def test_quick_bench_writes_json_markdown_and_plot(quick):
+    output, done = quick
+    report = json.loads((output / "bench.json").read_text())
+    assert list(report["results"]) == list(ORDER)
+    assert report["model"] == "tiny-random" and report["seconds"] == [5.0, 10.0, 30.0]
+    assert report["machine"]["memory_bandwidth_gbs"] > 0
+    assert report["machine"]["versions"]["onnxruntime"]
+    table = (output / "bench.md").read_text()
+    assert table in done.stdout
+    rows = [line for line in table.splitlines() if line.startswith("| ")]
+    assert [row.split(" | ")[0][2:] for row in rows[1:]] == list(ORDER)
+    assert (output / "bench.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_every_configuration_does_the_same_work(quick):
+    """Same clips, same prompt lengths, same number of new tokens everywhere; the records add up."""
+    results = json.loads((quick[0] / "bench.json").read_text())["results"]
+    assert all(r["status"] == "ok" for r in results.values()), results
+    prompts = {name: [c["prompt_tokens"] for c in r["clips"]] for name, r in results.items()}
+    assert len({tuple(p) for p in prompts.values()}) == 1, prompts
+    for name, result in results.items():
+        assert result["peak_rss_mb"] >= result["rss_loaded_mb"] > 0, name
+        assert result["size_mb"] > 0, name
+        for clip in result["clips"]:
+            assert clip["new_tokens"] == transcript_tokens(clip["audio_s"]), name
+            parts = clip["encode_s"] + clip["prefill_s"] + clip["decode_s"]
+            assert clip["total_s"] == pytest.approx(parts)
+            assert clip["real_time_factor"] == pytest.approx(parts / clip["audio_s"])
+            assert clip["decode_tok_s"] > 0 and clip["prefill_tok_s"] > 0
+            assert (clip["encode_s"] == 0) == (name == "genai-int4"), name  # genai: decoder only
+        assert ("decode_bound_tok_s" in result) == (name not in ("pytorch-fp32", "pytorch-bnb4"))
+
+
+def test_exact_mode_encodes_thirty_seconds_whatever_the_clip(quick):
+    """Exact mode pads to 30 s, fast mode does not: the encoder's share shows it on short clips."""
+    results = json.loads((quick[0] / "bench.json").read_text())["results"]
+    short = {name: results[name]["clips"][0] for name in ("fp32-exact", "fp32-fast")}
+    assert short["fp32-exact"]["audio_s"] == 5.0
+    assert short["fp32-exact"]["encode_s"] > short["fp32-fast"]["encode_s"]
+
+
+def test_a_missing_dependency_skips_its_configuration_with_the_reason():
+    result = measure_in_child(Run("pytorch-bnb4", "measure_pytorch", {}, needs=("no_such_module",)))
+    assert result == {"name": "pytorch-bnb4", "status": "skipped",
+                      "reason": "no_such_module not installed"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--seconds", "45"], "--seconds between 0 and 30"),
+        (["--threads", "0"], "--threads must be ≥ 1"),
+        (["--audio", "nowhere.wav"], "nowhere.wav does not exist"),
+    ],
+)
+def test_bad_arguments_are_one_line_errors(args, message, tmp_path, capsys):
+    assert main(["bench", "--quick", "-o", str(tmp_path / "out"), *args]) == 2
+    assert message in cli_error(capsys)
+
+
+def test_existing_results_are_not_replaced_without_force(tmp_path, capsys):
+    (tmp_path / "out").mkdir()
+    assert main(["bench", "--quick", "-o", str(tmp_path / "out")]) == 2
+    assert "already exists; pass --force" in cli_error(capsys)
