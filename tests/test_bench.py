@@ -4,6 +4,7 @@ sane results. Timings are never asserted; their bookkeeping is."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -20,9 +21,14 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     output = tmp_path_factory.mktemp("bench") / "out"
+    # module scope runs before the autouse cache fixture: isolate the child's cache here
+    cache = {
+        "TINYAUDIO_CACHE": str(tmp_path_factory.getbasetemp() / "cache"),
+        "HF_HUB_OFFLINE": "1",
+    }
     done = subprocess.run(
         [sys.executable, "-m", "tinyaudio.cli", "bench", "--quick", "-o", str(output)],
-        capture_output=True, text=True, cwd=REPO,
+        capture_output=True, text=True, cwd=REPO, env={**os.environ, **cache},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     return output, done
@@ -45,7 +51,7 @@ def test_quick_bench_writes_json_markdown_and_plot(quick):
 def test_every_configuration_does_the_same_work(quick):
     """Same clips, same prompt lengths, same number of new tokens everywhere; the records add up."""
     results = json.loads((quick[0] / "bench.json").read_text())["results"]
-    assert all(r["status"] == "ok" for r in results.values()), results
+    assert {n: r.get("reason") for n, r in results.items() if r["status"] != "ok"} == {}
     prompts = {name: [c["prompt_tokens"] for c in r["clips"]] for name, r in results.items()}
     assert len({tuple(p) for p in prompts.values()}) == 1, prompts
     for name, result in results.items():
@@ -79,7 +85,8 @@ def test_a_missing_dependency_skips_its_configuration_with_the_reason():
     ("args", "message"),
     [
         (["--seconds", "45"], "--seconds between 0 and 30"),
-        (["--threads", "0"], "--threads must be ≥ 1"),
+        (["--threads", "0"], "--threads and --repeats must be ≥ 1"),
+        (["--repeats", "0"], "--threads and --repeats must be ≥ 1"),
         (["--audio", "nowhere.wav"], "nowhere.wav does not exist"),
     ],
 )

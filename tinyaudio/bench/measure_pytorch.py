@@ -14,7 +14,7 @@ import torch
 from transformers import GenerationConfig
 
 from tinyaudio.bench.clips import speech_clip, transcript_tokens
-from tinyaudio.bench.records import child_main, clip_record, peak_rss_mb
+from tinyaudio.bench.records import child_main, clip_record, fastest, peak_rss_mb
 from tinyaudio.errors import TinyAudioError
 from tinyaudio.export.loader import load_model
 from tinyaudio.export.reference import ReferenceTranscriber
@@ -99,7 +99,12 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     result["clips"] = [
         clip_record(
             seconds,
-            *run_clip(transcriber, speech_clip(source, seconds), transcript_tokens(seconds)),
+            *fastest(
+                lambda seconds=seconds: run_clip(
+                    transcriber, speech_clip(source, seconds), transcript_tokens(seconds)
+                ),
+                job["repeats"],
+            ),
         )
         for seconds in job["seconds"]
     ]

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tinyaudio.bench.clips import speech_clip, transcript_tokens
-from tinyaudio.bench.records import child_main, clip_record, peak_rss_mb
+from tinyaudio.bench.records import child_main, clip_record, fastest, peak_rss_mb
 from tinyaudio.runtime.engine import Engine
 
 
@@ -40,8 +40,11 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     result["clips"] = [
         clip_record(
             seconds,
-            *run_clip(
-                engine, speech_clip(source, seconds), job["exact"], transcript_tokens(seconds)
+            *fastest(
+                lambda seconds=seconds: run_clip(
+                    engine, speech_clip(source, seconds), job["exact"], transcript_tokens(seconds)
+                ),
+                job["repeats"],
             ),
         )
         for seconds in job["seconds"]

@@ -49,6 +49,12 @@ def clip_record(
     }
 
 
+def fastest(run: Callable[[], tuple], repeats: int) -> tuple:
+    """The quickest of ``repeats`` runs of one clip (encode + prefill + decode seconds first):
+    the least disturbed by a shared machine, and past the first-touch cost of a new length."""
+    return min((run() for _ in range(repeats)), key=lambda timings: sum(timings[:3]))
+
+
 def child_main(measure: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
     """A child gets its job as one JSON argument and answers with one JSON line on stdout."""
     job = json.loads(sys.argv[1])

@@ -103,7 +103,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"{machine['memory_bandwidth_gbs']} GB/s (copy); {report['started']}.",
         f"Versions: {versions}.",
         f"Each clip is real speech, decoded to a fixed {report['tokens_per_second']:g} tokens per "
-        "audio second; columns without a length are for the clip nearest 10 s. genai runs the "
+        f"audio second, fastest of {report['repeats']} runs; columns without a length are for "
+        "the clip nearest 10 s. genai runs the "
         "decoder only (same prompt lengths, token ids). Decode bound = bandwidth ÷ decoder "
         "weight bytes.",
         "",
