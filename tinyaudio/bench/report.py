@@ -120,6 +120,7 @@ def markdown(report: dict[str, Any]) -> str:
 def plot(report: dict[str, Any], path: Path) -> None:
     """RTF per clip length and peak memory per configuration, targets drawn in."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -141,6 +142,14 @@ def plot(report: dict[str, Any], path: Path) -> None:
         left.barh(y + (i - (len(seconds) - 1) / 2) * height, rtf, height, label=f"{s:g} s clip")
     left.axvline(TARGET_RTF, color="k", linestyle="--", linewidth=1, label=f"target {TARGET_RTF}")
     left.set_xscale("log")
+    left.xaxis.set_major_locator(
+        matplotlib.ticker.FixedLocator([0.01, 0.05, 0.1, 0.2, 0.5, 1, 2, 5])
+    )
+    left.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    left.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    for row, result in zip(y, ok, strict=True):
+        if result.get("decoder_only"):
+            left.text(TARGET_RTF * 1.05, row, "decoder only: no RTF", va="center", fontsize=8)
     left.set_xlabel("real-time factor (lower is faster; log scale)")
     left.set_yticks(y, names)
     left.invert_yaxis()
