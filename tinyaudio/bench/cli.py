@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tinyaudio.bench.bundles import GENAI, build_bundles, installed
+from tinyaudio.bench.bundles import GENAI, PRECISIONS, build_bundles, installed
 from tinyaudio.bench.clips import TOKENS_PER_AUDIO_SECOND
 from tinyaudio.bench.machine import describe_machine
 from tinyaudio.bench.report import markdown, plot
@@ -53,7 +53,7 @@ def _megabytes(*paths: Path) -> float:
 def plan(model: str, bundles: dict[str, Path], common: dict[str, Any], bandwidth: float):
     """Every configuration, ours first (genai reuses our prompt lengths), PyTorch last."""
     runs = []
-    for precision in ("fp32", "int8", "int4"):
+    for precision in PRECISIONS:
         bundle = bundles[precision]
         decoder_bytes = (bundle / "decoder.onnx.data").stat().st_size
         for mode in ("exact", "fast"):

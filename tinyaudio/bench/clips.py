@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from tinyaudio.runtime.audio import load_audio
 from tinyaudio.runtime.lengths import SAMPLE_RATE
 
 # A transcript's length: English speech runs ~150 words/min, ~1.2 Qwen3 tokens per word.
 TOKENS_PER_AUDIO_SECOND = 3.0
 
 
-def speech_clip(source: Path, seconds: float) -> np.ndarray:
-    """``seconds`` of ``source`` at 16 kHz, the recording repeated if it is shorter."""
-    audio = load_audio(source)
-    count = int(seconds * SAMPLE_RATE)
-    return np.resize(audio, count).astype(np.float32)
+def speech_clip(speech: np.ndarray, seconds: float) -> np.ndarray:
+    """``seconds`` of 16 kHz ``speech`` (from load_audio), repeated if it is shorter."""
+    return np.resize(speech, int(seconds * SAMPLE_RATE)).astype(np.float32)
 
 
 def transcript_tokens(seconds: float) -> int:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from tinyaudio.bench.clips import transcript_tokens
-from tinyaudio.bench.records import child_main, clip_record, fastest, peak_rss_mb
+from tinyaudio.bench.records import child_main, clip_records, peak_rss_mb
 
 
 def run_prompt(og, model, prompt_tokens: int, new_tokens: int) -> tuple[float, ...]:
@@ -41,18 +41,12 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = {"load_s": time.perf_counter() - started}
     result["rss_loaded_mb"] = peak_rss_mb()
     run_prompt(og, model, 8, 4)  # warm-up
-    result["clips"] = [
-        clip_record(
-            seconds,
-            *fastest(
-                lambda prompt=prompt, seconds=seconds: run_prompt(
-                    og, model, prompt, transcript_tokens(seconds)
-                ),
-                job["repeats"],
-            ),
-        )
-        for seconds, prompt in zip(job["seconds"], job["prompt_tokens"], strict=True)
-    ]
+    prompts = dict(zip(job["seconds"], job["prompt_tokens"], strict=True))
+    result["clips"] = clip_records(
+        job["seconds"],
+        job["repeats"],
+        lambda s: run_prompt(og, model, prompts[s], transcript_tokens(s)),
+    )
     return result
 
 

@@ -14,10 +14,11 @@ import torch
 from transformers import GenerationConfig
 
 from tinyaudio.bench.clips import speech_clip, transcript_tokens
-from tinyaudio.bench.records import child_main, clip_record, fastest, peak_rss_mb
+from tinyaudio.bench.records import child_main, clip_records, peak_rss_mb
 from tinyaudio.errors import TinyAudioError
 from tinyaudio.export.loader import load_model
 from tinyaudio.export.reference import ReferenceTranscriber
+from tinyaudio.runtime.audio import load_audio
 
 
 class FirstTokenClock:
@@ -94,20 +95,13 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
         result["bnb_layers"] = to_bnb_4bit(transcriber.model.language_model)
     result["load_s"] = time.perf_counter() - started
     result["rss_loaded_mb"] = peak_rss_mb()
-    source = job["audio"]
-    run_clip(transcriber, speech_clip(source, 1.0), 4)  # warm-up
-    result["clips"] = [
-        clip_record(
-            seconds,
-            *fastest(
-                lambda seconds=seconds: run_clip(
-                    transcriber, speech_clip(source, seconds), transcript_tokens(seconds)
-                ),
-                job["repeats"],
-            ),
-        )
-        for seconds in job["seconds"]
-    ]
+    speech = load_audio(job["audio"])
+    run_clip(transcriber, speech_clip(speech, 1.0), 4)  # warm-up
+    result["clips"] = clip_records(
+        job["seconds"],
+        job["repeats"],
+        lambda s: run_clip(transcriber, speech_clip(speech, s), transcript_tokens(s)),
+    )
     return result
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from tinyaudio.bench.clips import speech_clip, transcript_tokens
-from tinyaudio.bench.records import child_main, clip_record, fastest, peak_rss_mb
+from tinyaudio.bench.records import child_main, clip_records, peak_rss_mb
+from tinyaudio.runtime.audio import load_audio
 from tinyaudio.runtime.engine import Engine
 
 
@@ -35,20 +36,13 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     engine = Engine.from_bundle(Path(job["bundle"]), threads=job["threads"])
     result: dict[str, Any] = {"load_s": time.perf_counter() - started}
     result["rss_loaded_mb"] = peak_rss_mb()
-    source = Path(job["audio"])
-    run_clip(engine, speech_clip(source, 1.0), job["exact"], 4)  # warm-up
-    result["clips"] = [
-        clip_record(
-            seconds,
-            *fastest(
-                lambda seconds=seconds: run_clip(
-                    engine, speech_clip(source, seconds), job["exact"], transcript_tokens(seconds)
-                ),
-                job["repeats"],
-            ),
-        )
-        for seconds in job["seconds"]
-    ]
+    speech, exact = load_audio(job["audio"]), job["exact"]
+    run_clip(engine, speech_clip(speech, 1.0), exact, 4)  # warm-up
+    result["clips"] = clip_records(
+        job["seconds"],
+        job["repeats"],
+        lambda s: run_clip(engine, speech_clip(speech, s), exact, transcript_tokens(s)),
+    )
     return result
 
 

@@ -49,10 +49,16 @@ def clip_record(
     }
 
 
-def fastest(run: Callable[[], tuple], repeats: int) -> tuple:
-    """The quickest of ``repeats`` runs of one clip (encode + prefill + decode seconds first):
-    the least disturbed by a shared machine, and past the first-touch cost of a new length."""
-    return min((run() for _ in range(repeats)), key=lambda timings: sum(timings[:3]))
+def clip_records(
+    seconds: list[float], repeats: int, run: Callable[[float], tuple]
+) -> list[dict[str, float]]:
+    """Each clip's record from the quickest of ``repeats`` runs (``run(seconds)`` returns
+    clip_record's arguments after ``seconds``): the least disturbed by a shared machine, and past
+    the first-touch cost of a new length."""
+    return [
+        clip_record(length, *min((run(length) for _ in range(repeats)), key=lambda t: sum(t[:3])))
+        for length in seconds
+    ]
 
 
 def child_main(measure: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
