@@ -9,7 +9,7 @@ TORCH  := torch==2.13.0
 APT    := espeak-ng libportaudio2
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint clean system bench
+.PHONY: demo test lint clean system bench wer train-demo
 
 system:
 	@command -v espeak-ng >/dev/null && ldconfig -p | grep -q libportaudio || \
@@ -24,12 +24,20 @@ $(STAMP): pyproject.toml | system
 
 demo: $(STAMP)
 	$(VENV)/bin/tinyaudio models
-	$(VENV)/bin/tinyaudio-reference --model tiny-random samples/jfk.wav
-	$(VENV)/bin/tinyaudio-reference --model tiny-random --unpadded samples/jfk.wav
-	$(VENV)/bin/tinyaudio-export --model tiny-random --int8 -o build/tiny-random-int8 --force
-	$(VENV)/bin/tinyaudio info build/tiny-random-int8 --verify
-	$(VENV)/bin/tinyaudio transcribe build/tiny-random-int8 samples/jfk.wav
-	$(VENV)/bin/tinyaudio live build/tiny-random-int8 --input samples/jfk.wav
+	$(VENV)/bin/tinyaudio-reference --model demo --unpadded samples/demo/*.wav
+	$(VENV)/bin/tinyaudio-export --model demo --int8 -o build/demo-int8 --force
+	$(VENV)/bin/tinyaudio info build/demo-int8 --verify
+	$(VENV)/bin/tinyaudio transcribe build/demo-int8 samples/demo/*.wav
+	$(VENV)/bin/tinyaudio live build/demo-int8 --input samples/demo-conversation.wav
+
+# The demo model's WER through the decoder: PyTorch, FP32, INT8, INT4 (~5 min).
+wer: $(STAMP)
+	$(PY) benchmarks/wer.py -o benchmarks/results
+
+# Retrain the demo model from scratch into models/demo (see recipe/demo/README.md).
+train-demo: $(STAMP)
+	$(PY) recipe/demo/data.py --work build/demo-recipe
+	$(PY) recipe/demo/train.py --work build/demo-recipe --out models/demo
 
 # The full side-by-side benchmark (real-size random weights; ~11 GB RAM to export once).
 bench: $(STAMP)

@@ -29,6 +29,9 @@ def test_base_install_has_no_torch_or_transformers(tmp_path, make_bundle):
         [env_dir / "bin" / "tinyaudio", "models"], check=True, capture_output=True, text=True
     )
     assert "tiny-random" in listing.stdout
+    assert "(shipped, offline)" in listing.stdout  # the demo checkpoint is inside the wheel
+    site = next(env_dir.glob("lib/python*/site-packages"))
+    assert (site / "tinyaudio" / "models" / "demo" / "llm" / "model.safetensors").is_file()
     assert "site-packages" in listing.stdout  # read from the wheel, not from this checkout
     # Commands from extras that are not installed say which extra to install, in one line.
     cases = {

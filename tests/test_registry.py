@@ -48,6 +48,9 @@ def test_shipped_registry_is_complete():
     assert (real.encoder.hidden_size, real.encoder.num_layers) == (1280, 32)
     assert (real.llm.hidden_size, real.llm.num_layers, real.llm.vocab_size) == (1024, 28, 151936)
     assert registry.checkpoint_for_projector("qformer").repo == "mazesmazes/tiny-audio-qformer"
+    # The shipped demo model is the default, found beside models.toml ("./models/demo").
+    assert registry.default_model == "demo"
+    assert registry.checkpoint("demo").repo == str(REPO / "models" / "demo")
 
 
 @pytest.mark.parametrize(

@@ -17,9 +17,10 @@ from tinyaudio.registry import load_registry
 def _models(args: argparse.Namespace) -> None:
     registry = load_registry(args.registry)
     print(f"registry: {registry.path}  (default model: {registry.default_model})")
-    print("\ncheckpoints (hub):")
+    print("\ncheckpoints (hub, or shipped with tinyaudio):")
     for entry in registry.checkpoints.values():
-        print(f"  {entry.name:<28} {entry.repo:<34} {entry.projector:<8} {entry.llm}")
+        source = "(shipped, offline)" if Path(entry.repo).is_absolute() else entry.repo
+        print(f"  {entry.name:<28} {source:<34} {entry.projector:<8} {entry.llm}")
         print(f"  {'':<28} {entry.description}")
     print("\nrandom-weight presets (built offline):")
     for preset in registry.presets.values():

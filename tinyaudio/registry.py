@@ -147,7 +147,7 @@ def load_registry(path: Path | None = None) -> Registry:
     }
     llms = {name: _llm(f"llm.{name}", body, name) for name, body in _section(raw, "llm").items()}
     checkpoints = {
-        name: _checkpoint(name, body, encoders, llms)
+        name: _checkpoint(name, body, encoders, llms, path.parent)
         for name, body in _section(raw, "checkpoint").items()
     }
     presets = {
@@ -250,7 +250,8 @@ def _referenced(where: str, field: str, value: Any, table: dict, build):
     return build(f"{where}.{field}", value, "")
 
 
-def _checkpoint(name: str, body: Any, encoders: dict, llms: dict) -> CheckpointEntry:
+def _checkpoint(name: str, body: Any, encoders: dict, llms: dict, here: Path) -> CheckpointEntry:
+    """A hub checkpoint, or one shipped with tinyaudio (``repo = "./DIR"``, beside models.toml)."""
     where = f"checkpoint.{name}"
     spec = _fields(
         where,
@@ -260,6 +261,8 @@ def _checkpoint(name: str, body: Any, encoders: dict, llms: dict) -> CheckpointE
     _choice(where, "projector", spec["projector"], PROJECTOR_TYPES)
     _referenced(where, "encoder", spec["encoder"], encoders, _encoder)
     _referenced(where, "llm", spec["llm"], llms, _llm)
+    if spec["repo"].startswith("./"):
+        spec["repo"] = str(here / spec["repo"])
     return CheckpointEntry(name=name, **spec)
 
 

@@ -38,8 +38,10 @@ def _run(command: list[str], what: str, quiet: bool) -> None:
         raise TinyAudioError(f"building the benchmark's {what} failed{detail}")
 
 
-def build_bundles(model: str, progress: Progress, rebuild: bool = False) -> dict[str, Path]:
-    """Every graph directory this machine can build, by name (fp32, int8, int4, genai-int4)."""
+def build_bundles(
+    model: str, progress: Progress, rebuild: bool = False, genai: bool = True
+) -> dict[str, Path]:
+    """Every graph directory this machine can build, by name (fp32, int8, int4[, genai-int4])."""
     directory = bench_directory(model)
     if rebuild and directory.exists():
         shutil.rmtree(directory)
@@ -86,6 +88,12 @@ def build_bundles(model: str, progress: Progress, rebuild: bool = False) -> dict
                     quiet=False,
                 )
         built[precision] = target
+    if genai:
+        built |= _build_genai(directory, fp32, progress)
+    return built
+
+
+def _build_genai(directory: Path, fp32: Path, progress: Progress) -> dict[str, Path]:
     genai = directory / GENAI
     if not (genai / "genai_config.json").is_file() and installed("onnxruntime_genai"):
         manifest = json.loads((fp32 / "manifest.json").read_text())
@@ -116,6 +124,4 @@ def build_bundles(model: str, progress: Progress, rebuild: bool = False) -> dict
                 quiet=True,
             )
             (work / "model").replace(genai)
-    if (genai / "genai_config.json").is_file():
-        built[GENAI] = genai
-    return built
+    return {GENAI: genai} if (genai / "genai_config.json").is_file() else {}

@@ -108,6 +108,14 @@ def write_llm(spec: LLMSpec, directory: Path, seed: int = 0, tokenizer_dir: Path
               dtype: torch.dtype = torch.float32) -> Path:  # fmt: skip
     """An LLM repo; its tokenizer is copied from ``tokenizer_dir`` or built offline."""
     directory.mkdir(parents=True, exist_ok=True)
+    if tokenizer_dir is None:
+        build_preset_tokenizer(directory)
+    else:
+        for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+            if (tokenizer_dir / name).exists():
+                shutil.copy(tokenizer_dir / name, directory / name)
+    added = json.loads((directory / "tokenizer.json").read_text())["added_tokens"]
+    special = {token["content"]: token["id"] for token in added}
     torch.manual_seed(seed)
     config = AutoConfig.for_model(
         spec.family,
@@ -122,21 +130,15 @@ def write_llm(spec: LLMSpec, directory: Path, seed: int = 0, tokenizer_dir: Path
         max_position_embeddings=40960,
         rope_theta=1_000_000.0,
         rms_norm_eps=1e-6,
-        bos_token_id=151643,
-        eos_token_id=151645,
-        pad_token_id=151643,
+        bos_token_id=special["<|endoftext|>"],
+        eos_token_id=special["<|im_end|>"],
+        pad_token_id=special["<|endoftext|>"],
         # Unit-scale activations at any width, so random models give varied, audio-dependent
         # tokens (HF's default 0.02 makes tiny models emit one token forever).
         initializer_range=spec.hidden_size**-0.5,
     )
     model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     model.save_pretrained(directory)
-    if tokenizer_dir is None:
-        build_preset_tokenizer(directory)
-    else:
-        for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
-            if (tokenizer_dir / name).exists():
-                shutil.copy(tokenizer_dir / name, directory / name)
     return directory
 
 

@@ -107,10 +107,13 @@ def load_model(
             f"'{config['projector_type']}'"
         )
     encoder_path = resolve_directory(
-        encoder_dir or config["audio_model_id"], "audio encoder", WEIGHT_FILES, "--encoder-dir"
+        encoder_dir or _beside(config["audio_model_id"], directory),
+        "audio encoder",
+        WEIGHT_FILES,
+        "--encoder-dir",
     )
     llm_path = resolve_directory(
-        llm_dir or config["text_model_id"], "LLM", WEIGHT_FILES, "--llm-dir"
+        llm_dir or _beside(config["text_model_id"], directory), "LLM", WEIGHT_FILES, "--llm-dir"
     )
     encoder = load_encoder(encoder_path, dtype)
     tokenizer = load_tokenizer(llm_path)
@@ -138,3 +141,11 @@ def load_model(
         prompt=checkpoint.prompt,
         lora_merged=checkpoint.adapter is not None,
     )
+
+
+def _beside(source: str, checkpoint: Path) -> str:
+    """A `./` or `../` id in config.json names a directory relative to the checkpoint itself, so
+    a checkpoint that carries its encoder and LLM (the demo model) loads from any working dir."""
+    if source.startswith(("./", "../")):
+        return str(checkpoint / source)
+    return source

@@ -1,9 +1,11 @@
-"""An offline stand-in for Qwen3's tokenizer, for random-weight presets.
+"""An offline Qwen3-style tokenizer, for random-weight presets and the self-trained demo model.
 
 Qwen3's vocabulary cannot be downloaded here, but a preset must behave like a real checkpoint:
 same special tokens at the same ids (151643 <|endoftext|> … 151668 </think>), a chat template that
 renders upstream's prompt, byte-level BPE. We train a small BPE and place Qwen3's specials at their
-real ids; the ids in between are filler words that no merge can produce.
+real ids; the ids in between are filler words that no merge can produce. The demo model instead
+keeps the vocabulary compact (specials right after the BPE ids): a 151k-row embedding would be
+most of its weights.
 """
 
 from __future__ import annotations
@@ -51,8 +53,14 @@ _CORPUS = [
 ]
 
 
-def build_preset_tokenizer(directory: Path, vocab_size: int = 1000) -> None:
-    """Write tokenizer.json, tokenizer_config.json and chat_template.jinja into ``directory``."""
+def build_preset_tokenizer(
+    directory: Path, vocab_size: int = 1000, corpus: list[str] | None = None, qwen_ids: bool = True
+) -> None:
+    """Write tokenizer.json, tokenizer_config.json and chat_template.jinja into ``directory``.
+
+    ``corpus`` adds training text to the prompt words; ``qwen_ids=False`` numbers the specials
+    right after the BPE vocabulary instead of at Qwen3's ids.
+    """
     tokenizer = Tokenizer(models.BPE())
     tokenizer.normalizer = normalizers.NFC()
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
@@ -67,15 +75,16 @@ def build_preset_tokenizer(directory: Path, vocab_size: int = 1000) -> None:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tokenizer.train_from_iterator(_CORPUS * 20, trainer=trainer)
+    tokenizer.train_from_iterator(_CORPUS * 20 + (corpus or []), trainer=trainer)
 
     spec = json.loads(tokenizer.to_str())
     vocab = spec["model"]["vocab"]
-    for i in range(len(vocab), QWEN3_FIRST_SPECIAL_ID):
+    first_special = QWEN3_FIRST_SPECIAL_ID if qwen_ids else len(vocab)
+    for i in range(len(vocab), first_special):
         vocab[f"\u0120w{i}"] = i  # " w123": readable, and no merge produces it
     spec["added_tokens"] = [
         {
-            "id": QWEN3_FIRST_SPECIAL_ID + i,
+            "id": first_special + i,
             "content": content,
             "single_word": False,
             "lstrip": False,

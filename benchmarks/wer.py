@@ -1,0 +1,132 @@
+"""Accuracy of the demo model through the decoder: PyTorch reference, FP32, INT8 and INT4 bundles.
+
+    python benchmarks/wer.py [--count 300] [-o benchmarks/results]
+
+Held-out sentences spoken by training voices (seen) and by espeak variants never heard in training
+(unseen), regenerated exactly as recipe/demo/data.py made them. Every configuration transcribes
+the same clips greedily at the real audio length (the mode the model was trained in). Writes
+wer.json (scores and every transcript), wer.md (the table, with the quantization gates) and wer.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from tinyaudio.bench.bundles import build_bundles
+from tinyaudio.bench.wer import score
+from tinyaudio.progress import Progress
+from tinyaudio.runtime.lengths import SAMPLE_RATE
+from tinyaudio.runtime.transcribe import Transcriber
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the recipe, in a source checkout
+from recipe.demo.data import test_clips
+
+SPLITS = {"test_seen": "seen voices", "test_unseen": "unseen voices"}
+# Issue 7's bounds, in WER points.
+GATES = {"fp32": {"test_seen": 10.0, "test_unseen": 20.0}, "int8": 0.5, "int4": 2.0}
+
+
+def transcribers(model: str, progress: Progress) -> dict[str, Callable[[np.ndarray], str]]:
+    """The PyTorch reference (unpadded) and every bundle, each as audio → text."""
+    from tinyaudio.export.loader import load_model
+    from tinyaudio.export.reference import ReferenceTranscriber
+
+    reference = ReferenceTranscriber(load_model(model))
+    out = {"pytorch": lambda audio: reference.transcribe(audio, padded=False).text}
+    for name, path in build_bundles(model, progress, genai=False).items():
+        bundle = Transcriber.from_bundle(path)
+        out[name] = lambda audio, bundle=bundle: bundle.transcribe(audio, SAMPLE_RATE).text
+    return out
+
+
+def gate_lines(results: dict) -> list[str]:
+    lines = []
+    for split, label in SPLITS.items():
+        fp32 = results["fp32"][split]["wer"]
+        bound = GATES["fp32"][split]
+        lines.append(f"- FP32 WER, {label}: {fp32:.2f} % (bound {bound:.0f} %): "
+                     f"{'pass' if fp32 <= bound else 'FAIL'}")  # fmt: skip
+        for precision in ("int8", "int4"):
+            delta, bound = results[precision][split]["wer"] - fp32, GATES[precision]
+            lines.append(
+                f"- {precision.upper()} − FP32, {label}: {delta:+.2f} points "
+                f"(bound {bound} points): {'pass' if delta <= bound else 'FAIL'}"
+            )
+    return lines
+
+
+def write_report(results: dict, counts: dict, output: Path) -> None:
+    header = "| configuration | " + " | ".join(
+        f"{label} WER % | {label} CER %" for label in SPLITS.values()
+    )
+    lines = [
+        "# Demo model accuracy through the decoder (greedy, real-length audio)",
+        "",
+        ", ".join(f"{SPLITS[s]}: {n} held-out sentences" for s, n in counts.items()) + ".",
+        "",
+        header + " |",
+        "|---" * (1 + 2 * len(SPLITS)) + "|",
+    ]
+    for name, splits in results.items():
+        cells = [f"{splits[s]['wer']:.2f} | {splits[s]['cer']:.2f}" for s in SPLITS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "## Gates", "", *gate_lines(results), ""]
+    (output / "wer.md").write_text("\n".join(lines))
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
+    for ax, metric in zip(axes, ("wer", "cer"), strict=True):
+        width = 0.8 / len(SPLITS)
+        for k, (split, label) in enumerate(SPLITS.items()):
+            values = [results[n][split][metric] for n in names]
+            bars = ax.bar(np.arange(len(names)) + k * width, values, width, label=label)
+            ax.bar_label(bars, fmt="%.1f", fontsize=7)
+        ax.set_xticks(np.arange(len(names)) + width / 2, names)
+        ax.set_title(f"{metric.upper()} % (lower is better)")
+    axes[0].legend()
+    fig.suptitle("demo model: PyTorch vs our ONNX bundles, held-out sentences")
+    fig.tight_layout()
+    fig.savefig(output / "wer.png", dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="demo")
+    parser.add_argument("--count", type=int, default=300, help="clips per split (at most 300)")
+    parser.add_argument("-o", "--output", type=Path, default=Path("benchmarks/results"))
+    args = parser.parse_args()
+    progress = Progress()
+    with progress.stage(f"speaking {args.count} held-out sentences per split (espeak-ng)"):
+        clips = {split: test_clips(split, args.count) for split in SPLITS}
+    results: dict[str, dict] = {}
+    transcripts: dict[str, dict] = {}
+    for name, transcribe in transcribers(args.model, progress).items():
+        with progress.stage(f"transcribing with {name}"):
+            started = time.perf_counter()
+            scores = {split: score(transcribe, clips[split]) for split in SPLITS}
+            progress.note(f"{time.perf_counter() - started:.1f} s")
+        results[name] = {s: {"wer": v["wer"], "cer": v["cer"]} for s, v in scores.items()}
+        transcripts[name] = {s: v["hypotheses"] for s, v in scores.items()}
+    args.output.mkdir(parents=True, exist_ok=True)
+    references = {split: [text for text, _ in clips[split]] for split in SPLITS}
+    record = {"model": args.model, "results": results, "references": references,
+              "transcripts": transcripts}  # fmt: skip
+    (args.output / "wer.json").write_text(json.dumps(record, indent=1))
+    write_report(results, {s: len(c) for s, c in clips.items()}, args.output)
+    print((args.output / "wer.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Recipes that produce the models shipped with tinyaudio (run from the repository root)."""
