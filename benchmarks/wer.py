@@ -26,7 +26,7 @@ from tinyaudio.runtime.lengths import SAMPLE_RATE
 from tinyaudio.runtime.transcribe import Transcriber
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the recipe, in a source checkout
-from recipe.demo.data import test_clips
+from recipe.demo.data import held_out_clips
 
 SPLITS = {"test_seen": "seen voices", "test_unseen": "unseen voices"}
 # Issue 7's bounds, in WER points.
@@ -95,7 +95,8 @@ def write_report(results: dict, counts: dict, output: Path) -> None:
             ax.bar_label(bars, fmt="%.1f", fontsize=7)
         ax.set_xticks(np.arange(len(names)) + width / 2, names)
         ax.set_title(f"{metric.upper()} % (lower is better)")
-    axes[0].legend()
+        ax.margins(y=0.2)
+    axes[0].legend(loc="upper left", ncol=2, fontsize=8)
     fig.suptitle("demo model: PyTorch vs our ONNX bundles, held-out sentences")
     fig.tight_layout()
     fig.savefig(output / "wer.png", dpi=120)
@@ -109,7 +110,7 @@ def main() -> None:
     args = parser.parse_args()
     progress = Progress()
     with progress.stage(f"speaking {args.count} held-out sentences per split (espeak-ng)"):
-        clips = {split: test_clips(split, args.count) for split in SPLITS}
+        clips = {split: held_out_clips(split, args.count) for split in SPLITS}
     results: dict[str, dict] = {}
     transcripts: dict[str, dict] = {}
     for name, transcribe in transcribers(args.model, progress).items():

@@ -17,9 +17,9 @@ from recipe.demo.data import (
     HELD_OUT_VARIANTS,
     LETTER_SOUNDS,
     SAMPLES,
+    held_out_clips,
     plans,
     read_words,
-    test_clips,
 )
 from tests.conftest import REPO
 from tinyaudio.bench.bundles import build_bundles
@@ -41,7 +41,7 @@ SLICE_SLACK = 1.0
 
 @pytest.fixture(scope="module")
 def clips() -> dict[str, list]:
-    return {split: test_clips(split, CLIPS_PER_SPLIT) for split in FP32_BOUNDS}
+    return {split: held_out_clips(split, CLIPS_PER_SPLIT) for split in FP32_BOUNDS}
 
 
 @pytest.fixture(scope="module")

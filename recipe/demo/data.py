@@ -143,7 +143,7 @@ def write_split(split: str, jobs: list[Job], out: Path) -> None:
           file=sys.stderr)  # fmt: skip
 
 
-def test_clips(split: str, count: int | None = None) -> list[tuple[str, np.ndarray]]:
+def held_out_clips(split: str, count: int | None = None) -> list[tuple[str, np.ndarray]]:
     """Held-out (transcript, 16 kHz audio) pairs, regenerated exactly as the split was made."""
     jobs = plan(split, read_words(), set())[:count]
     return [(job.text, augment(speak(job), job.seed)) for job in jobs]

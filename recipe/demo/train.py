@@ -190,14 +190,26 @@ class Recipe:
 
     # ------------------------------------------------------------------ stages
     def run_stage(self, name: str, trainable: list[nn.Parameter],
-                  loss_fn: Callable[[np.ndarray], torch.Tensor], split: Split) -> None:  # fmt: skip
+                  loss_fn: Callable[[np.ndarray], torch.Tensor]) -> None:  # fmt: skip
+        """Train only ``trainable`` (or load the finished stage), then report test WER."""
+        for p in self.trainee.parameters():
+            p.requires_grad_(False)
+        for p in trainable:
+            p.requires_grad_(True)
+        folder = self.work / name
+        if (folder / "done").exists():
+            load_model(self.trainee, str(folder / "state.safetensors"))
+            log(f"{name}: done earlier, loaded")
+        else:
+            self.optimize(name, trainable, loss_fn)
+        self.report(name)
+
+    def optimize(self, name: str, trainable: list[nn.Parameter],
+                 loss_fn: Callable[[np.ndarray], torch.Tensor]) -> None:  # fmt: skip
+        """AdamW, warm-up then cosine to 0.1×, clipped; saves every SAVE_EVERY steps."""
         steps, peak, size = STAGES[name]
         folder = self.work / name
         state, optim_file = folder / "state.safetensors", folder / "optimizer.pt"
-        if (folder / "done").exists():
-            load_model(self.trainee, str(state))
-            log(f"{name}: done earlier, loaded")
-            return
         optimizer = torch.optim.AdamW(trainable, lr=peak, betas=(0.9, 0.98), weight_decay=0.01)
         step = 0
         if state.exists():
@@ -209,7 +221,7 @@ class Recipe:
         warmup = min(200, steps // 10)
         self.trainee.train()
         started, recent = time.time(), []
-        for rows in Batches(split, size, SEED + list(STAGES).index(name)).from_step(step):
+        for rows in Batches(self.train, size, SEED + list(STAGES).index(name)).from_step(step):
             if step >= steps:
                 break
             progress = (step - warmup) / max(1, steps - warmup)
@@ -273,12 +285,7 @@ class Recipe:
 
         acoustic_params = [*t.encoder.parameters(), *t.projector.parameters(),
                            *t.char_head.parameters(), t.blank]  # fmt: skip
-        for p in t.parameters():
-            p.requires_grad_(False)
-        for p in acoustic_params:
-            p.requires_grad_(True)
-        self.run_stage("acoustic", acoustic_params, acoustic_loss, train)
-        self.report("acoustic")
+        self.run_stage("acoustic", acoustic_params, acoustic_loss)
 
         cached = None if (self.work / "decoder" / "done").exists() else self.cache_audio_rows()
 
@@ -286,25 +293,17 @@ class Recipe:
             return self.lm_loss(rows, [torch.from_numpy(cached[i]).float() for i in rows])
 
         embedding = t.lm.get_input_embeddings().weight
-        decoder_params = [p for p in t.lm.parameters() if p is not embedding]
-        for p in t.parameters():
-            p.requires_grad_(False)
-        for p in decoder_params:
-            p.requires_grad_(True)
-        self.run_stage("decoder", decoder_params, decoder_loss, train)
-        self.report("decoder")
+        self.run_stage("decoder", [p for p in t.lm.parameters() if p is not embedding],
+                       decoder_loss)  # fmt: skip
 
         def joint_loss(rows):
             feats, lengths = self.features(train, rows)
             hidden, projected = self.acoustic(feats, lengths)
             audio = [p[:n] for p, n in zip(projected, self.slots(lengths), strict=True)]
-            return self.lm_loss(rows, audio) + 0.5 * self.ctc_losses(rows, hidden, projected,
-                                                                     lengths)  # fmt: skip
+            ctc = self.ctc_losses(rows, hidden, projected, lengths)
+            return self.lm_loss(rows, audio) + 0.5 * ctc
 
-        for p in t.parameters():
-            p.requires_grad_(True)
-        self.run_stage("joint", list(t.parameters()), joint_loss, train)
-        self.report("joint")
+        self.run_stage("joint", list(t.parameters()), joint_loss)
 
     def report(self, stage: str, count: int = 60) -> None:
         """Greedy WER through the decoder on the first utterances of each test set."""
