@@ -4,7 +4,8 @@
 
 Held-out sentences spoken by training voices (seen) and by espeak variants never heard in training
 (unseen), regenerated exactly as recipe/demo/data.py made them. Every configuration transcribes
-the same clips greedily at the real audio length (the mode the model was trained in). Writes
+the same clips greedily at the real audio length (the mode the model was trained in); fp32-exact
+is the FP32 bundle with upstream's 30 s padding (`--exact`). Writes
 wer.json (scores and every transcript), wer.md (the table, with the quantization gates) and wer.png.
 """
 
@@ -40,8 +41,11 @@ def transcribers(model: str, progress: Progress) -> dict[str, Callable[[np.ndarr
 
     reference = ReferenceTranscriber(load_model(model))
     out = {"pytorch": lambda audio: reference.transcribe(audio, padded=False).text}
-    for name, path in build_bundles(model, progress, genai=False).items():
-        bundle = Transcriber.from_bundle(path)
+    bundles = build_bundles(model, progress, genai=False)
+    runs = {name: (path, False) for name, path in bundles.items()}
+    runs["fp32-exact"] = (bundles["fp32"], True)  # upstream's 30 s padding, not trained for
+    for name, (path, exact) in runs.items():
+        bundle = Transcriber.from_bundle(path, exact=exact)
         out[name] = lambda audio, bundle=bundle: bundle.transcribe(audio, SAMPLE_RATE).text
     return out
 
