@@ -32,7 +32,7 @@ demo: $(STAMP)
 
 # The demo model's WER through the decoder: PyTorch, FP32, INT8, INT4 (~5 min).
 wer: $(STAMP)
-	$(PY) benchmarks/wer.py -o benchmarks/results
+	$(PY) benchmarks/wer.py -o benchmarks/accuracy
 
 # Retrain the demo model from scratch into models/demo (see recipe/demo/README.md).
 train-demo: $(STAMP)

@@ -1,12 +1,13 @@
 """Accuracy of the demo model through the decoder: PyTorch reference, FP32, INT8 and INT4 bundles.
 
-    python benchmarks/wer.py [--count 300] [-o benchmarks/results]
+    python benchmarks/wer.py [--count 300] [-o benchmarks/accuracy] [--rebuild]
 
 Held-out sentences spoken by training voices (seen) and by espeak variants never heard in training
 (unseen), regenerated exactly as recipe/demo/data.py made them. Every configuration transcribes
 the same clips greedily at the real audio length (the mode the model was trained in); fp32-exact
 is the FP32 bundle with upstream's 30 s padding (`--exact`). Writes
-wer.json (scores and every transcript), wer.md (the table, with the quantization gates) and wer.png.
+wer.json (scores and every transcript), wer.md (the table, with the quantization gates) and wer.png;
+exits with status 1 if a gate fails.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from tinyaudio.bench.bundles import build_bundles
-from tinyaudio.bench.wer import score
+from tinyaudio.bench.wer import FP32_BOUNDS, QUANTIZED_BUDGETS, score
+from tinyaudio.errors import TinyAudioError, run_cli
 from tinyaudio.progress import Progress
 from tinyaudio.runtime.lengths import SAMPLE_RATE
 from tinyaudio.runtime.transcribe import Transcriber
@@ -30,18 +32,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the recipe, in a
 from recipe.demo.data import held_out_clips
 
 SPLITS = {"test_seen": "seen voices", "test_unseen": "unseen voices"}
-# Issue 7's bounds, in WER points.
-GATES = {"fp32": {"test_seen": 10.0, "test_unseen": 20.0}, "int8": 0.5, "int4": 2.0}
 
 
-def transcribers(model: str, progress: Progress) -> dict[str, Callable[[np.ndarray], str]]:
+def transcribers(
+    model: str, progress: Progress, rebuild: bool = False
+) -> dict[str, Callable[[np.ndarray], str]]:
     """The PyTorch reference (unpadded) and every bundle, each as audio → text."""
     from tinyaudio.export.loader import load_model
     from tinyaudio.export.reference import ReferenceTranscriber
 
     reference = ReferenceTranscriber(load_model(model))
     out = {"pytorch": lambda audio: reference.transcribe(audio, padded=False).text}
-    bundles = build_bundles(model, progress, genai=False)
+    bundles = build_bundles(model, progress, rebuild, genai=False)
     runs = {name: (path, False) for name, path in bundles.items()}
     runs["fp32-exact"] = (bundles["fp32"], True)  # upstream's 30 s padding, not trained for
     for name, (path, exact) in runs.items():
@@ -54,11 +56,11 @@ def gate_lines(results: dict) -> list[str]:
     lines = []
     for split, label in SPLITS.items():
         fp32 = results["fp32"][split]["wer"]
-        bound = GATES["fp32"][split]
+        bound = FP32_BOUNDS[split]
         lines.append(f"- FP32 WER, {label}: {fp32:.2f} % (bound {bound:.0f} %): "
                      f"{'pass' if fp32 <= bound else 'FAIL'}")  # fmt: skip
         for precision in ("int8", "int4"):
-            delta, bound = results[precision][split]["wer"] - fp32, GATES[precision]
+            delta, bound = results[precision][split]["wer"] - fp32, QUANTIZED_BUDGETS[precision]
             lines.append(
                 f"- {precision.upper()} − FP32, {label}: {delta:+.2f} points "
                 f"(bound {bound} points): {'pass' if delta <= bound else 'FAIL'}"
@@ -106,18 +108,24 @@ def write_report(results: dict, counts: dict, output: Path) -> None:
     fig.savefig(output / "wer.png", dpi=120)
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="demo")
-    parser.add_argument("--count", type=int, default=300, help="clips per split (at most 300)")
-    parser.add_argument("-o", "--output", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--count", type=int, default=300, help="clips per split (1 to 300)")
+    parser.add_argument("-o", "--output", type=Path, default=Path("benchmarks/accuracy"))
+    parser.add_argument("--rebuild", action="store_true", help="re-export the cached bundles "
+                        "(after retraining the model)")  # fmt: skip
     args = parser.parse_args()
+    if not 1 <= args.count <= 300:
+        raise TinyAudioError(
+            f"--count must be 1 to 300 (each held-out set has 300), got {args.count}"
+        )
     progress = Progress()
     with progress.stage(f"speaking {args.count} held-out sentences per split (espeak-ng)"):
         clips = {split: held_out_clips(split, args.count) for split in SPLITS}
     results: dict[str, dict] = {}
     transcripts: dict[str, dict] = {}
-    for name, transcribe in transcribers(args.model, progress).items():
+    for name, transcribe in transcribers(args.model, progress, args.rebuild).items():
         with progress.stage(f"transcribing with {name}"):
             started = time.perf_counter()
             scores = {split: score(transcribe, clips[split]) for split in SPLITS}
@@ -130,8 +138,10 @@ def main() -> None:
               "transcripts": transcripts}  # fmt: skip
     (args.output / "wer.json").write_text(json.dumps(record, indent=1))
     write_report(results, {s: len(c) for s, c in clips.items()}, args.output)
-    print((args.output / "wer.md").read_text())
+    report = (args.output / "wer.md").read_text()
+    print(report)
+    return 1 if "FAIL" in report else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

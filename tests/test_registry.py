@@ -51,6 +51,10 @@ def test_shipped_registry_is_complete():
     # The shipped demo model is the default, found beside models.toml ("./models/demo").
     assert registry.default_model == "demo"
     assert registry.checkpoint("demo").repo == str(REPO / "models" / "demo")
+    # What the CLIs load: --model as given, else the default, else the projector's checkpoint.
+    assert registry.choose(None, None) == registry.choose(None, "mlp") == "demo"
+    assert registry.choose(None, "moe") == "tiny-audio-moe"
+    assert registry.choose("tiny-random", "moe") == "tiny-random"
 
 
 @pytest.mark.parametrize(

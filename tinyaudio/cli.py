@@ -19,7 +19,7 @@ def _models(args: argparse.Namespace) -> None:
     print(f"registry: {registry.path}  (default model: {registry.default_model})")
     print("\ncheckpoints (hub, or shipped with tinyaudio):")
     for entry in registry.checkpoints.values():
-        source = "(shipped, offline)" if Path(entry.repo).is_absolute() else entry.repo
+        source = "(shipped, offline)" if entry.shipped else entry.repo
         print(f"  {entry.name:<28} {source:<34} {entry.projector:<8} {entry.llm}")
         print(f"  {'':<28} {entry.description}")
     print("\nrandom-weight presets (built offline):")

@@ -62,6 +62,7 @@ class CheckpointEntry:
     encoder: str
     llm: str
     description: str
+    shipped: bool = False  # repo is a directory that ships with tinyaudio ("./DIR")
 
 
 @dataclass(frozen=True)
@@ -94,8 +95,17 @@ class Registry:
     def preset(self, name: str) -> PresetEntry:
         return _lookup(self.presets, name, "preset", self)
 
+    def choose(self, model: str | None, projector: str | None) -> str:
+        """``--model`` as given; without it the default model, or with ``--projector`` the
+        first checkpoint trained with that projector (a preset takes any projector)."""
+        if model:
+            return model
+        if projector and self.default_model in self.checkpoints:
+            return self.checkpoint_for_projector(projector).name
+        return self.default_model
+
     def checkpoint_for_projector(self, projector: str) -> CheckpointEntry:
-        """The public checkpoint trained with this projector type (the first listed)."""
+        """The first checkpoint listed with this projector type (demo's for mlp, then the hub's)."""
         check_projector_type(projector)
         for entry in self.checkpoints.values():
             if entry.projector == projector:
@@ -147,7 +157,7 @@ def load_registry(path: Path | None = None) -> Registry:
     }
     llms = {name: _llm(f"llm.{name}", body, name) for name, body in _section(raw, "llm").items()}
     checkpoints = {
-        name: _checkpoint(name, body, encoders, llms, path.parent)
+        name: _checkpoint(name, body, encoders, llms, path.resolve().parent)
         for name, body in _section(raw, "checkpoint").items()
     }
     presets = {
@@ -261,9 +271,10 @@ def _checkpoint(name: str, body: Any, encoders: dict, llms: dict, here: Path) ->
     _choice(where, "projector", spec["projector"], PROJECTOR_TYPES)
     _referenced(where, "encoder", spec["encoder"], encoders, _encoder)
     _referenced(where, "llm", spec["llm"], llms, _llm)
-    if spec["repo"].startswith("./"):
+    shipped = spec["repo"].startswith("./")
+    if shipped:
         spec["repo"] = str(here / spec["repo"])
-    return CheckpointEntry(name=name, **spec)
+    return CheckpointEntry(name=name, shipped=shipped, **spec)
 
 
 def _preset(name: str, body: Any, encoders: dict, llms: dict) -> PresetEntry:

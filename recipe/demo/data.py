@@ -6,7 +6,8 @@ Features are computed by the runtime's own numpy front end (unpadded, as `tinyau
 does), so training sees exactly what inference sees. Held-out voices use espeak variants that never
 occur in training; test sentences never occur in training.
 
-    python recipe/demo/data.py --work build/demo-recipe          # ~5 min on 2 cores
+    python recipe/demo/data.py --work build/demo-recipe          # ~13 min on 2 cores
+    python recipe/demo/data.py --samples samples/demo            # the clips make demo plays
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import subprocess
 import sys
 import time
@@ -26,11 +26,12 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from tinyaudio.errors import TinyAudioError, run_cli
 from tinyaudio.runtime.features import log_mel
+from tinyaudio.runtime.lengths import SAMPLE_RATE
 
 HERE = Path(__file__).resolve().parent
-SAMPLE_RATE = 16000
-N_MELS = 128
+N_MELS = 128  # GLM-ASR's front end
 ACCENTS = ["en-us", "en-gb", "en-gb-x-rp", "en-gb-scotland", "en-029", "en-gb-x-gbclan",
            "en-us-nyc"]  # fmt: skip
 TRAIN_VARIANTS = ["", "m1", "m2", "m3", "m5", "m6", "m7", "m8", "f1", "f2", "f4", "f5",
@@ -43,10 +44,10 @@ LETTER_SOUNDS = {
     "o": "oh", "p": "pee", "q": "cue", "r": "are", "s": "ess", "t": "tee", "u": "you",
     "v": "vee", "w": "double you", "x": "ex", "y": "why", "z": "zee",
 }  # fmt: skip
-SPLITS = {  # name: (utterances, seed, variants, speed range, noise)
-    "train": (40000, 1, TRAIN_VARIANTS, (130, 210), True),
-    "test_seen": (300, 2, TRAIN_VARIANTS, (140, 200), True),
-    "test_unseen": (300, 3, HELD_OUT_VARIANTS, (140, 200), True),
+SPLITS = {  # name: (utterances, seed, variants, speed range in words per minute)
+    "train": (40000, 1, TRAIN_VARIANTS, (130, 210)),
+    "test_seen": (300, 2, TRAIN_VARIANTS, (140, 200)),
+    "test_unseen": (300, 3, HELD_OUT_VARIANTS, (140, 200)),
 }
 
 
@@ -66,7 +67,7 @@ class Job:
 
 def plan(split: str, words: list[str], exclude: set[str]) -> list[Job]:
     """The split's sentences and voices, fully determined by its seed."""
-    count, seed, variants, (slow, fast), _ = SPLITS[split]
+    count, seed, variants, (slow, fast) = SPLITS[split]
     rng = np.random.default_rng(seed)
     jobs: list[Job] = []
     seen = set(exclude)
@@ -91,11 +92,16 @@ def plans(words: list[str]) -> dict[str, list[Job]]:
 
 def speak(job: Job) -> np.ndarray:
     spoken = " ".join(LETTER_SOUNDS.get(w, w) for w in job.text.split())
-    result = subprocess.run(
-        ["espeak-ng", "-v", job.voice, "-s", str(job.speed), "-p", str(job.pitch), "--stdout",
-         spoken],
-        capture_output=True, check=True,
-    )  # fmt: skip
+    command = ["espeak-ng", "-v", job.voice, "-s", str(job.speed), "-p", str(job.pitch),
+               "--stdout", spoken]  # fmt: skip
+    try:
+        result = subprocess.run(command, capture_output=True, check=True)
+    except FileNotFoundError:
+        raise TinyAudioError("espeak-ng is not installed (make system, or apt-get install "
+                             "espeak-ng)") from None  # fmt: skip
+    except subprocess.CalledProcessError as exc:
+        raise TinyAudioError(f"espeak-ng failed for voice {job.voice}: "
+                             f"{exc.stderr.decode().strip()[:200]}") from None  # fmt: skip
     wav, rate = sf.read(io.BytesIO(result.stdout), dtype="float32")
     return soxr.resample(wav, rate, SAMPLE_RATE).astype(np.float32)
 
@@ -118,15 +124,11 @@ def featurize(job: Job) -> np.ndarray:
     return features[0, :, :frames].astype(np.float16)
 
 
-def _worker_init() -> None:
-    os.environ["OMP_NUM_THREADS"] = "1"
-
-
 def write_split(split: str, jobs: list[Job], out: Path) -> None:
     """features.npy [n_mels, total frames] float16, offsets.npy, and meta.json (texts, voices)."""
     start = time.time()
     chunks: list[np.ndarray] = []
-    with Pool(2, initializer=_worker_init) as pool:
+    with Pool(2) as pool:
         for i, feats in enumerate(pool.imap(featurize, jobs, chunksize=64), 1):
             chunks.append(feats)
             if i % 2000 == 0 or i == len(jobs):
@@ -201,7 +203,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("build/demo-recipe"))
     parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=list(SPLITS))
-    parser.add_argument("--samples", type=Path, help="only write the shipped sample clips here")
+    parser.add_argument("--samples", type=Path, help="only write the shipped sample clips into "
+                        "this directory (and demo-conversation.wav beside it)")  # fmt: skip
     args = parser.parse_args()
     if args.samples:
         write_samples(args.samples)
@@ -216,4 +219,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

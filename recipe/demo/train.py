@@ -21,6 +21,7 @@ written. Every stage resumes from its last save. Fixed seeds; steps, not minutes
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import math
@@ -44,13 +45,13 @@ from tinyaudio.export.loader import TinyAudioModel
 from tinyaudio.export.loader import load_model as load_tiny_audio
 from tinyaudio.export.preset_tokenizer import build_preset_tokenizer
 from tinyaudio.export.reference import ReferenceTranscriber
-from tinyaudio.registry import EncoderSpec, LLMSpec
+from tinyaudio.registry import load_registry
 
 SEED = 0
-ENCODER = EncoderSpec("glmasr", hidden_size=256, num_layers=4, num_heads=4,
-                      intermediate_size=1024, num_mel_bins=128)  # fmt: skip
-LLM = dict(family="qwen3", hidden_size=256, num_layers=3, num_heads=4, num_kv_heads=2,
-           head_dim=64, intermediate_size=768, tie_word_embeddings=True)  # fmt: skip
+# The architecture is models.toml's (one source): the registry entries the demo checkpoint names.
+_REGISTRY = load_registry()
+ENCODER = _REGISTRY.encoders["tinyaudio-demo-encoder"]
+LLM = _REGISTRY.llms["tinyaudio-demo-llm"]  # vocab_size: set by the tokenizer trained here
 PROJECTOR_HIDDEN = 512
 BPE_VOCAB = 2048
 CHARS = " abcdefghijklmnopqrstuvwxyz"
@@ -73,7 +74,8 @@ def build_initial(work: Path, texts: list[str]) -> Path:
     build_preset_tokenizer(tmp / "tokenizer", BPE_VOCAB, corpus=texts, qwen_ids=False)
     vocab = len(load_tokenizer(tmp / "tokenizer"))  # with <audio>
     write_encoder(ENCODER, tmp / "encoder", SEED)
-    write_llm(LLMSpec(**LLM, vocab_size=vocab), tmp / "llm", SEED, tokenizer_dir=tmp / "tokenizer")
+    llm = dataclasses.replace(LLM, vocab_size=vocab)
+    write_llm(llm, tmp / "llm", SEED, tokenizer_dir=tmp / "tokenizer")
     recipe = CheckpointRecipe(projector="mlp", projector_hidden_dim=PROJECTOR_HIDDEN, seed=SEED,
                               max_new_tokens=64)  # fmt: skip
     write_checkpoint(recipe, tmp, tmp / "encoder", tmp / "llm", "./encoder", "./llm")
@@ -92,7 +94,7 @@ class Trainee(nn.Module):
         self.projector = model.projector
         self.lm = model.language_model
         self.char_head = nn.Linear(ENCODER.hidden_size, len(CHARS) + 1)  # + blank
-        self.blank = nn.Parameter(torch.randn(LLM["hidden_size"]) * LLM["hidden_size"] ** -0.5)
+        self.blank = nn.Parameter(torch.randn(LLM.hidden_size) * LLM.hidden_size**-0.5)
         for module in self.projector.modules():  # the factory's weights are test patterns
             if isinstance(module, nn.Linear):
                 module.reset_parameters()
@@ -125,8 +127,15 @@ class Batches:
 
 
 class Recipe:
-    def __init__(self, work: Path, model: TinyAudioModel, trainee: Trainee, train: Split) -> None:
-        self.work, self.model, self.trainee, self.train = work, model, trainee, train
+    def __init__(self, work: Path, data: Path, model: TinyAudioModel, trainee: Trainee,
+                 train: Split) -> None:  # fmt: skip
+        self.work, self.data, self.model, self.trainee, self.train = (
+            work,
+            data,
+            model,
+            trainee,
+            train,
+        )
         self.reference = ReferenceTranscriber(model)
         tok = model.tokenizer
         prompt = self.reference.prompt_ids(1)[0].tolist()
@@ -241,9 +250,11 @@ class Recipe:
                 rate = (time.time() - started) / 25
                 log(f"{name} {step}/{steps} loss {np.mean(recent):.3f} ({rate:.2f} s/step)")
                 started, recent = time.time(), []
-            if step % SAVE_EVERY == 0 or step == steps:
-                save_model(self.trainee, str(state))
-                torch.save(optimizer.state_dict(), optim_file)
+            if step % SAVE_EVERY == 0 or step == steps:  # temp files renamed: a kill is safe
+                save_model(self.trainee, str(state.with_suffix(".tmp")))
+                torch.save(optimizer.state_dict(), optim_file.with_suffix(".tmp"))
+                state.with_suffix(".tmp").replace(state)
+                optim_file.with_suffix(".tmp").replace(optim_file)
                 (folder / "progress.json").write_text(json.dumps({"step": step}))
         (folder / "done").touch()
         self.trainee.eval()
@@ -309,7 +320,7 @@ class Recipe:
         """Greedy WER through the decoder on the first utterances of each test set."""
         self.trainee.eval()
         for name in ("test_seen", "test_unseen"):
-            split = Split.load(self.work / "data" / name)
+            split = Split.load(self.data / name)
             count = min(count, len(split))
             hyps = []
             with torch.no_grad():
@@ -329,6 +340,10 @@ def write_trained(init: Path, trainee: Trainee, out: Path) -> None:
     def save(tensors: dict[str, torch.Tensor], path: Path, dtype: torch.dtype) -> None:
         save_file({k: v.detach().to(dtype).contiguous() for k, v in tensors.items()}, str(path))
 
+    for part in ("encoder", "llm"):  # say what the files hold, as hub configs do
+        config = json.loads((tmp / part / "config.json").read_text())
+        config["dtype"] = "bfloat16"
+        (tmp / part / "config.json").write_text(json.dumps(config, indent=2))
     encoder = {f"audio_tower.{k}": v for k, v in trainee.encoder.state_dict().items()}
     save(encoder, tmp / "encoder" / "model.safetensors", torch.bfloat16)
     llm = {k: v for k, v in trainee.lm.state_dict().items() if k != "lm_head.weight"}
@@ -342,29 +357,33 @@ def write_trained(init: Path, trainee: Trainee, out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work", type=Path, default=Path("build/demo-recipe"))
-    parser.add_argument("--out", type=Path, default=Path("models/demo"))
+    parser.add_argument("--work", type=Path, default=Path("build/demo-recipe"),
+                        help="data.py's output; stage checkpoints go here too")  # fmt: skip
+    parser.add_argument("--out", type=Path, help="default: models/demo (build/demo-check with "
+                        "--scale, which never touches the shipped model)")  # fmt: skip
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
         "--scale",
         type=float,
         default=1.0,
-        help="multiply every stage's steps (0.01: a wiring check in a minute)",
+        help="multiply every stage's steps (0.01: a wiring check, ~5 min)",
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     for name, (steps, lr, size) in STAGES.items():
         STAGES[name] = (max(1, round(steps * args.scale)), lr, size)
+    stages = args.work if args.scale == 1 else args.work / f"scale-{args.scale}"
+    out = args.out or (Path("models/demo") if args.scale == 1 else Path("build/demo-check"))
     torch.manual_seed(SEED)
     started = time.time()
     train = Split.load(args.work / "data" / "train")
-    init = build_initial(args.work, train.texts)
+    init = build_initial(stages, train.texts)
     model = load_tiny_audio(str(init))
     trainee = Trainee(model)
-    recipe = Recipe(args.work, model, trainee, train)
+    recipe = Recipe(stages, args.work / "data", model, trainee, train)
     recipe.train_all()
-    write_trained(init, trainee, args.out)
-    log(f"wrote {args.out} ({time.time() - started:.0f} s this run)")
+    write_trained(init, trainee, out)
+    log(f"wrote {out} ({time.time() - started:.0f} s this run)")
 
 
 if __name__ == "__main__":

@@ -36,16 +36,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _choose_model(args: argparse.Namespace) -> str:
-    registry = load_registry()
-    if args.model:
-        return args.model
-    default = registry.default_model
-    if args.projector and default in registry.checkpoints:
-        return registry.checkpoint_for_projector(args.projector).name
-    return default
-
-
 def _run(args: argparse.Namespace) -> None:
     try:
         from tinyaudio.export.exporter import export_fp32
@@ -56,7 +46,7 @@ def _run(args: argparse.Namespace) -> None:
 
     if args.precision not in PRECISIONS:
         raise TinyAudioError(f"unknown precision '{args.precision}': choose fp32, int8 or int4")
-    model_name = _choose_model(args)
+    model_name = load_registry().choose(args.model, args.projector)
     projector = args.projector or "default"
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(model_name).name or model_name)
     output = Path(args.output or f"{name}-{projector}-{args.precision}").expanduser().absolute()

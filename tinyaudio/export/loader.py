@@ -106,14 +106,14 @@ def load_model(
             f"--projector {projector} does not match checkpoint {model}, whose projector is "
             f"'{config['projector_type']}'"
         )
+    # "./encoder" in config.json means beside the checkpoint: record where that is.
+    for key in ("audio_model_id", "text_model_id"):
+        config[key] = _beside(config[key], directory)
     encoder_path = resolve_directory(
-        encoder_dir or _beside(config["audio_model_id"], directory),
-        "audio encoder",
-        WEIGHT_FILES,
-        "--encoder-dir",
+        encoder_dir or config["audio_model_id"], "audio encoder", WEIGHT_FILES, "--encoder-dir"
     )
     llm_path = resolve_directory(
-        llm_dir or _beside(config["text_model_id"], directory), "LLM", WEIGHT_FILES, "--llm-dir"
+        llm_dir or config["text_model_id"], "LLM", WEIGHT_FILES, "--llm-dir"
     )
     encoder = load_encoder(encoder_path, dtype)
     tokenizer = load_tokenizer(llm_path)
@@ -147,5 +147,5 @@ def _beside(source: str, checkpoint: Path) -> str:
     """A `./` or `../` id in config.json names a directory relative to the checkpoint itself, so
     a checkpoint that carries its encoder and LLM (the demo model) loads from any working dir."""
     if source.startswith(("./", "../")):
-        return str(checkpoint / source)
+        return str((checkpoint / source).resolve())
     return source

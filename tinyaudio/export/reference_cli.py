@@ -21,7 +21,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tinyaudio-reference", description=__doc__)
     parser.add_argument("files", nargs="+", metavar="FILE", help="audio files (any format/rate)")
     parser.add_argument("--model", help="registry name, hub id or checkpoint directory")
-    parser.add_argument("--projector", choices=PROJECTOR_TYPES, help="projector (presets: any)")
+    parser.add_argument(
+        "--projector",
+        choices=PROJECTOR_TYPES,
+        help="projector; without --model, the first checkpoint trained with it (presets take any)",
+    )
     parser.add_argument("--encoder-dir", help="local audio encoder repo instead of the hub id")
     parser.add_argument("--llm-dir", help="local LLM repo instead of the hub id")
     parser.add_argument("--unpadded", action="store_true", help="skip upstream's 30 s padding")
@@ -40,7 +44,7 @@ def _run(args: argparse.Namespace) -> None:
 
     audio = {path: load_audio(path) for path in args.files}  # fail on bad input before loading
     registry = load_registry()
-    name = args.model or registry.default_model
+    name = registry.choose(args.model, args.projector)
     if name in registry.presets:
         print(f"note: {name} has random weights: its text is noise, it shows the pipeline runs",
               file=sys.stderr)  # fmt: skip
