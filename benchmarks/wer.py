@@ -16,40 +16,19 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from tinyaudio.bench.bundles import build_bundles
-from tinyaudio.bench.wer import FP32_BOUNDS, QUANTIZED_BUDGETS, score
+from tinyaudio.bench.wer import FP32_BOUNDS, QUANTIZED_BUDGETS, score, transcribers
 from tinyaudio.errors import TinyAudioError, run_cli
 from tinyaudio.progress import Progress
-from tinyaudio.runtime.lengths import SAMPLE_RATE
-from tinyaudio.runtime.transcribe import Transcriber
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the recipe, in a source checkout
 from recipe.demo.data import held_out_clips
 
 SPLITS = {"test_seen": "seen voices", "test_unseen": "unseen voices"}
-
-
-def transcribers(
-    model: str, progress: Progress, rebuild: bool = False
-) -> dict[str, Callable[[np.ndarray], str]]:
-    """The PyTorch reference (unpadded) and every bundle, each as audio → text."""
-    from tinyaudio.export.loader import load_model
-    from tinyaudio.export.reference import ReferenceTranscriber
-
-    reference = ReferenceTranscriber(load_model(model))
-    out = {"pytorch": lambda audio: reference.transcribe(audio, padded=False).text}
-    bundles = build_bundles(model, progress, rebuild, genai=False)
-    runs = {name: (path, False) for name, path in bundles.items()}
-    runs["fp32-exact"] = (bundles["fp32"], True)  # upstream's 30 s padding, not trained for
-    for name, (path, exact) in runs.items():
-        bundle = Transcriber.from_bundle(path, exact=exact)
-        out[name] = lambda audio, bundle=bundle: bundle.transcribe(audio, SAMPLE_RATE).text
-    return out
 
 
 def gate_lines(results: dict) -> list[str]:
@@ -125,7 +104,9 @@ def main() -> int:
         clips = {split: held_out_clips(split, args.count) for split in SPLITS}
     results: dict[str, dict] = {}
     transcripts: dict[str, dict] = {}
-    for name, transcribe in transcribers(args.model, progress, args.rebuild).items():
+    bundles = build_bundles(args.model, progress, args.rebuild, genai=False)
+    # fp32-exact: upstream's 30 s padding, which the demo model was not trained with.
+    for name, transcribe in transcribers(args.model, bundles, exact=("fp32",)).items():
         with progress.stage(f"transcribing with {name}"):
             started = time.perf_counter()
             scores = {split: score(transcribe, clips[split]) for split in SPLITS}

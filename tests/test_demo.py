@@ -20,16 +20,15 @@ from recipe.demo.data import (
     held_out_clips,
     plans,
     read_words,
+    sample_path,
 )
 from tests.conftest import REPO
 from tinyaudio.bench.bundles import build_bundles
-from tinyaudio.bench.wer import FP32_BOUNDS, QUANTIZED_BUDGETS, score
+from tinyaudio.bench.wer import FP32_BOUNDS, QUANTIZED_BUDGETS, score, transcribers
 from tinyaudio.export.loader import load_model
 from tinyaudio.export.reference import ReferenceTranscriber
 from tinyaudio.progress import Progress
 from tinyaudio.registry import load_registry
-from tinyaudio.runtime.lengths import SAMPLE_RATE
-from tinyaudio.runtime.transcribe import Transcriber
 
 CLIPS_PER_SPLIT = 25
 # A slice of ~140 words moves in steps of ~0.7 points: allow 1 point (about 1.4 words) more
@@ -75,16 +74,12 @@ def test_reference_transcribes_the_shipped_samples():
     from tinyaudio.runtime.audio import load_audio
 
     for text, _ in SAMPLES:
-        audio = load_audio(REPO / "samples" / "demo" / f"{text.replace(' ', '-')}.wav")
+        audio = load_audio(sample_path(REPO / "samples" / "demo", text))
         assert reference.transcribe(audio, padded=False).text == text
 
 
 def test_bundles_match_pytorch_and_keep_accuracy(clips, bundles):
-    reference = ReferenceTranscriber(load_model("demo"))
-    runners = {"pytorch": lambda audio: reference.transcribe(audio, padded=False).text}
-    for name, path in bundles.items():
-        bundle = Transcriber.from_bundle(path)
-        runners[name] = lambda audio, bundle=bundle: bundle.transcribe(audio, SAMPLE_RATE).text
+    runners = transcribers("demo", bundles)
     scores = {name: {s: score(run, clips[s]) for s in clips} for name, run in runners.items()}
     for split, bound in FP32_BOUNDS.items():
         assert scores["fp32"][split]["hypotheses"] == scores["pytorch"][split]["hypotheses"]

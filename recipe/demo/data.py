@@ -185,6 +185,11 @@ SAMPLES = [
 ]
 
 
+def sample_path(directory: Path, text: str) -> Path:
+    """Samples are named by what they say, so a listener can check the transcript."""
+    return directory / f"{text.replace(' ', '-')}.wav"
+
+
 def write_samples(directory: Path) -> None:
     """One WAV per sample sentence (named by it) and all of them in one file with pauses between,
     for replaying through `tinyaudio live`."""
@@ -193,7 +198,7 @@ def write_samples(directory: Path) -> None:
     parts = [pause]
     for i, (text, voice) in enumerate(SAMPLES):
         wav = 0.7 * speak(Job(text, voice, 160, 50, i))
-        sf.write(directory / f"{text.replace(' ', '-')}.wav", wav, SAMPLE_RATE, subtype="PCM_16")
+        sf.write(sample_path(directory, text), wav, SAMPLE_RATE, subtype="PCM_16")
         parts += [wav, pause]
     sf.write(directory.parent / "demo-conversation.wav", np.concatenate(parts), SAMPLE_RATE,
              subtype="PCM_16")  # fmt: skip

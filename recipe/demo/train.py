@@ -129,13 +129,8 @@ class Batches:
 class Recipe:
     def __init__(self, work: Path, data: Path, model: TinyAudioModel, trainee: Trainee,
                  train: Split) -> None:  # fmt: skip
-        self.work, self.data, self.model, self.trainee, self.train = (
-            work,
-            data,
-            model,
-            trainee,
-            train,
-        )
+        self.work, self.data, self.train = work, data, train
+        self.model, self.trainee = model, trainee
         self.reference = ReferenceTranscriber(model)
         tok = model.tokenizer
         prompt = self.reference.prompt_ids(1)[0].tolist()

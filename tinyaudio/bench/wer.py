@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -42,3 +43,23 @@ def score(
     hypotheses = [transcribe(audio) for _, audio in clips]
     wer, cer = error_rates([text for text, _ in clips], hypotheses)
     return {"wer": round(100 * wer, 2), "cer": round(100 * cer, 2), "hypotheses": hypotheses}
+
+
+def transcribers(
+    model: str, bundles: dict[str, Path], exact: tuple[str, ...] = ()
+) -> dict[str, Callable[[np.ndarray], str]]:
+    """audio → text for the PyTorch reference (unpadded) and each bundle, named as given; the
+    bundles named in ``exact`` also run with upstream's 30 s padding, as ``<name>-exact``."""
+    from tinyaudio.export.loader import load_model  # torch: only for the reference
+    from tinyaudio.export.reference import ReferenceTranscriber
+    from tinyaudio.runtime.lengths import SAMPLE_RATE
+    from tinyaudio.runtime.transcribe import Transcriber
+
+    reference = ReferenceTranscriber(load_model(model))
+    out = {"pytorch": lambda audio: reference.transcribe(audio, padded=False).text}
+    runs = {name: (path, False) for name, path in bundles.items()}
+    runs |= {f"{name}-exact": (bundles[name], True) for name in exact}
+    for name, (path, padded) in runs.items():
+        bundle = Transcriber.from_bundle(path, exact=padded)
+        out[name] = lambda audio, bundle=bundle: bundle.transcribe(audio, SAMPLE_RATE).text
+    return out
