@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.scenes import RATE, scene
 from tinyaudio.live.capture import BLOCK_SECONDS, Capture
 from tinyaudio.live.session import LiveTranscriber
-from tinyaudio.live.vad import Segmenter, SpeechDetector
+from tinyaudio.live.vad import Segmenter
+from tinyaudio.runtime.speech import SpeechDetector
 from tinyaudio.runtime.transcribe import Transcriber
 
 TEXT = "Please send me the report before the meeting on Friday."

@@ -135,3 +135,15 @@ def make_bundle(tmp_path_factory, make_checkpoint):
         return output
 
     return make
+
+
+@pytest.fixture(scope="session")
+def demo_bundles(tmp_path_factory) -> dict[str, Path]:
+    """The shipped demo model's FP32 / INT8 / INT4 bundles, exported and quantized as a user
+    would (tinyaudio-export, tinyaudio-quantize): a model that really transcribes."""
+    from tinyaudio.bench.bundles import build_bundles
+    from tinyaudio.progress import Progress
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TINYAUDIO_CACHE", str(tmp_path_factory.mktemp("demo-cache")))
+        return build_bundles("demo", Progress(enabled=False), genai=False)

@@ -23,11 +23,9 @@ from recipe.demo.data import (
     sample_path,
 )
 from tests.conftest import REPO
-from tinyaudio.bench.bundles import build_bundles
 from tinyaudio.bench.wer import FP32_BOUNDS, QUANTIZED_BUDGETS, score, transcribers
 from tinyaudio.export.loader import load_model
 from tinyaudio.export.reference import ReferenceTranscriber
-from tinyaudio.progress import Progress
 from tinyaudio.registry import load_registry
 
 CLIPS_PER_SPLIT = 25
@@ -39,14 +37,6 @@ SLICE_SLACK = 1.0
 @pytest.fixture(scope="module")
 def clips() -> dict[str, list]:
     return {split: held_out_clips(split, CLIPS_PER_SPLIT) for split in FP32_BOUNDS}
-
-
-@pytest.fixture(scope="module")
-def bundles(tmp_path_factory) -> dict[str, Path]:
-    """Exported and quantized as a user would (tinyaudio-export, tinyaudio-quantize)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("TINYAUDIO_CACHE", str(tmp_path_factory.mktemp("demo-cache")))
-        return build_bundles("demo", Progress(enabled=False), genai=False)
 
 
 def test_demo_checkpoint_is_upstream_format_and_small():
@@ -78,8 +68,8 @@ def test_reference_transcribes_the_shipped_samples():
         assert reference.transcribe(audio, padded=False).text == text
 
 
-def test_bundles_match_pytorch_and_keep_accuracy(clips, bundles):
-    runners = transcribers("demo", bundles)
+def test_bundles_match_pytorch_and_keep_accuracy(clips, demo_bundles):
+    runners = transcribers("demo", demo_bundles)
     scores = {name: {s: score(run, clips[s]) for s in clips} for name, run in runners.items()}
     for split, bound in FP32_BOUNDS.items():
         assert scores["fp32"][split]["hypotheses"] == scores["pytorch"][split]["hypotheses"]

@@ -44,7 +44,7 @@ def test_unwritable_output(make_checkpoint, tmp_path, capsys):
     assert export_main([*args[:-1], "/sys/tinyaudio-bundle"]) == 2  # read-only even for root
     assert "/sys is not writable" in cli_error(capsys)
     assert export_main([*args[:-1], str(blocker)]) == 2  # an existing file, not a bundle
-    assert "already exists" in cli_error(capsys)
+    assert "already exists and is not a directory" in cli_error(capsys)
 
 
 def test_missing_checkpoint(tmp_path, capsys):
@@ -95,7 +95,7 @@ def test_interrupted_export_leaves_nothing(make_checkpoint, tmp_path, sig):
     assert any(tmp_path.iterdir()), "the export should have a work directory by now"
     child.send_signal(sig)
     rest = child.stderr.read()
-    assert child.wait(timeout=60) != 0
+    assert child.wait(timeout=60) == 128 + sig  # 130 for Ctrl-C, 143 for SIGTERM
     assert "interrupted" in rest
     assert list(tmp_path.iterdir()) == []  # no bundle, no partial directory
 

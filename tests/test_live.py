@@ -20,7 +20,8 @@ from tests.scenes import RATE, scene
 from tinyaudio.cli import main as cli_main
 from tinyaudio.live.capture import Capture
 from tinyaudio.live.session import LiveTranscriber
-from tinyaudio.live.vad import Segmenter, SpeechDetector
+from tinyaudio.live.vad import Segmenter
+from tinyaudio.runtime.speech import SpeechDetector
 from tinyaudio.runtime.transcribe import Transcriber
 
 TEXTS = [

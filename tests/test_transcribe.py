@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from itertools import pairwise
@@ -13,7 +12,7 @@ import pytest
 import soundfile as sf
 import soxr
 
-from tests.conftest import AUDIO, cli_error, run_without_torch
+from tests.conftest import AUDIO, run_without_torch
 from tinyaudio.cli import main as cli_main
 from tinyaudio.errors import TinyAudioError
 from tinyaudio.export.loader import load_model
@@ -48,7 +47,9 @@ def pair(make_bundle, make_checkpoint):
 @pytest.mark.parametrize("projector", ["mlp", "mosa", "moe", "qformer"])
 def test_tokens_match_the_reference(make_bundle, make_checkpoint, clips, projector, exact):
     reference = ReferenceTranscriber(load_model(str(make_checkpoint(projector=projector))))
-    transcriber = Transcriber.from_bundle(make_bundle("fp32", projector=projector), exact=exact)
+    bundle = make_bundle("fp32", projector=projector)
+    # Upstream decodes noise and silence too: compare with the speech gate off.
+    transcriber = Transcriber.from_bundle(bundle, exact=exact, speech_gate=False)
     for name, audio in clips.items():
         result = transcriber.transcribe(audio, RATE)
         assert result.segments, name
@@ -78,7 +79,7 @@ def test_custom_prompt_uses_the_chat_template(pair):
     bundle, reference = pair
     transcriber = Transcriber.from_bundle(bundle)
     for instruction in ("Describe the audio.", ""):
-        prefix, suffix = transcriber._prompt_ids(instruction)
+        prefix, suffix = transcriber.prompt_ids(instruction)
         expected = reference.prompt_ids(4, instruction)[0].tolist()
         assert prefix + [transcriber.prompt["audio_token_id"]] * 4 + suffix == expected
 
@@ -125,51 +126,6 @@ def test_any_rate_channels_and_sample_type(pair, clips, tmp_path):
     as_int16 = (speech * 32767).astype(np.int16)
     from_ints = transcriber.transcribe(as_int16, RATE).token_ids
     assert from_ints == transcriber.transcribe(speech, RATE).token_ids
-
-
-def test_bad_inputs_are_one_line_errors(make_bundle, tmp_path, capsys):
-    bundle = make_bundle("fp32")
-    corrupt = tmp_path / "corrupt.wav"
-    corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
-    empty = tmp_path / "empty.wav"
-    sf.write(empty, np.zeros(0, np.float32), RATE)
-    nans = tmp_path / "nan.wav"
-    sf.write(nans, np.full(1600, np.nan, np.float32), RATE, subtype="FLOAT")
-    text = tmp_path / "notes.txt"
-    text.write_text("not audio")
-    aac = tmp_path / "voice.m4a"  # an MP4 container: libsndfile has no AAC decoder
-    aac.write_bytes(b"\x00\x00\x00\x18ftypM4A \x00\x00\x02\x00M4A isom" + bytes(64))
-    one_sample = tmp_path / "one.wav"  # 1 sample at 48 kHz is 0 samples at 16 kHz
-    sf.write(one_sample, np.ones(1, np.float32), 48000, subtype="FLOAT")
-    cases = {
-        str(tmp_path / "missing.wav"): "audio file not found",
-        str(corrupt): "cannot decode",
-        str(empty): "the audio is empty",
-        str(nans): "NaN",
-        str(text): "unsupported or damaged",
-        str(aac): "unsupported or damaged",
-        str(one_sample): "too short to resample",
-    }
-    for path, message in cases.items():
-        assert cli_main(["transcribe", str(bundle), path]) == 2
-        assert message in cli_error(capsys), path
-    jfk = str(AUDIO / "jfk.wav")
-    assert cli_main(["transcribe", str(bundle), jfk, "--provider", "nope"]) == 2
-    assert "unknown execution provider 'nope'" in cli_error(capsys)
-    broken = shutil.copytree(bundle, tmp_path / "broken")
-    with (broken / "encoder.onnx.data").open("r+b") as f:
-        f.write(b"\xff\xff")
-    assert cli_main(["transcribe", str(broken), jfk]) == 2
-    assert "checksum mismatch" in cli_error(capsys)
-    (broken / "encoder.onnx").unlink()
-    assert cli_main(["info", str(broken)]) == 2
-    assert "missing its encoder graph" in cli_error(capsys)
-    newer = shutil.copytree(bundle, tmp_path / "newer")
-    manifest = json.loads((newer / "manifest.json").read_text())
-    manifest["format_version"] += 1
-    (newer / "manifest.json").write_text(json.dumps(manifest))
-    assert cli_main(["transcribe", str(newer), jfk]) == 2
-    assert "upgrade tinyaudio" in cli_error(capsys)
 
 
 def test_array_input_errors(pair):

@@ -3,7 +3,7 @@
 A bundle is ``manifest.json`` + ``tokenizer.json`` + three ONNX graphs (with external data where
 large). The manifest says everything a device needs (dims, prompt ids, stop ids, front end, graph
 precisions) and the sha256 of every file. Bundles are only ever written through
-:func:`writing_bundle`: a temporary sibling directory renamed into place at the end, so an
+:func:`writing_directory`: a temporary sibling directory renamed into place at the end, so an
 interrupted export or quantization leaves nothing half-written, and an existing bundle is only
 replaced with ``force``.
 """
@@ -13,10 +13,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import shutil
 import tempfile
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from tinyaudio.errors import TinyAudioError
@@ -51,27 +53,110 @@ def discard_unfinished() -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class OutputKind:
+    """What a command writes: ``--force`` replaces an existing directory only if it is one of
+    these, made of nothing but the files ``files`` says it consists of (None: not one)."""
+
+    name: str
+    files: Callable[[Path], set[str] | None]
+
+
+def bundle_files(directory: Path) -> set[str] | None:
+    """manifest.json and the files it lists, or None if ``directory`` holds no bundle."""
+    try:
+        manifest = json.loads((directory / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        return None
+    listed = manifest.get("files")
+    return {MANIFEST, *listed} if isinstance(listed, dict) else None
+
+
+BUNDLE = OutputKind("tinyaudio bundle", bundle_files)
+
+
 @contextlib.contextmanager
-def writing_bundle(output: Path, force: bool = False) -> Iterator[Path]:
-    """Yield an empty work directory that becomes ``output`` only if the block completes."""
+def writing_directory(
+    output: Path, force: bool = False, kind: OutputKind = BUNDLE
+) -> Iterator[Path]:
+    """Yield an empty work directory that becomes ``output`` only if the block completes.
+
+    The final rename never replaces what appeared at ``output`` meanwhile (another export to
+    the same place): rename(2) refuses a non-empty directory. Files get the umask's usual
+    permissions, so a service user can run a bundle another user exported.
+    """
     output = Path(output).expanduser().absolute()
-    check_output(output, force)
+    check_output(output, force, kind)
     with scratch_directory(f".{output.name}.partial-", output.parent) as work:
         yield work
-        if output.exists():
+        _publish_permissions(work)
+        if force and _occupied(output):
+            check_output(output, force, kind)  # still ours to replace?
             with scratch_directory(f".{output.name}.old-", output.parent) as retired:
-                output.replace(retired / output.name)
-                work.replace(output)
+                output.rename(retired / output.name)
+                try:
+                    _rename_into_place(work, output)
+                except TinyAudioError:
+                    (retired / output.name).rename(output)
+                    raise
         else:
-            work.replace(output)
+            _rename_into_place(work, output)
 
 
-def check_output(output: Path, force: bool) -> None:
-    """Fail before any work if ``output`` cannot be written (or would be overwritten)."""
-    if output.exists() and not force:
-        raise TinyAudioError(f"{output} already exists; pass --force to replace it")
-    if output.exists() and not output.is_dir():
-        raise TinyAudioError(f"{output} exists and is not a directory")
+def _rename_into_place(work: Path, output: Path) -> None:
+    try:
+        work.rename(output)
+    except OSError as exc:  # ENOTEMPTY, EEXIST, ENOTDIR: something is there now
+        raise TinyAudioError(
+            f"{output} appeared while this ran (another export to the same place?): "
+            f"nothing was replaced ({exc.strerror})"
+        ) from None
+
+
+def _publish_permissions(directory: Path) -> None:
+    """mkdtemp makes 0700 and onnx writes external data 0600: give the umask's usual modes."""
+    umask = os.umask(0)
+    os.umask(umask)
+    directory.chmod(0o777 & ~umask)
+    for path in directory.rglob("*"):
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+
+
+def _occupied(output: Path) -> bool:
+    """Something is at ``output``: a file, a link, or a directory with anything in it."""
+    if output.is_symlink() or (output.exists() and not output.is_dir()):
+        return True
+    return output.is_dir() and any(output.iterdir())
+
+
+def check_output(output: Path, force: bool, kind: OutputKind = BUNDLE) -> None:
+    """Fail before any work if ``output`` cannot be written, or holds anything but a ``kind``
+    that ``force`` allows replacing. An empty directory is as good as none."""
+    if _occupied(output):
+        if not output.is_dir() or output.is_symlink():
+            raise TinyAudioError(
+                f"{output} already exists and is not a directory: choose another output"
+            )
+        files = kind.files(output)
+        if files is None:
+            raise TinyAudioError(
+                f"{output} already exists and is not a {kind.name}: tinyaudio replaces only "
+                "its own outputs (even with --force); choose another output"
+            )
+        if not force:
+            raise TinyAudioError(f"{output} already exists; pass --force to replace it")
+        others = sorted(
+            path.relative_to(output).as_posix()
+            for path in output.rglob("*")
+            if not path.is_dir() and path.relative_to(output).as_posix() not in files
+        )
+        if others:
+            raise TinyAudioError(
+                f"{output} holds {len(others)} file(s) that are not part of its {kind.name} "
+                f"(first: {others[0]}): move them away before --force replaces it"
+            )
     parent = output.parent
     blocking = next((p for p in [parent, *parent.parents] if p.exists() and not p.is_dir()), None)
     if blocking is not None:
@@ -124,7 +209,9 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise TinyAudioError(f"{path} is not a tinyaudio bundle manifest")
     version = manifest.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise TinyAudioError(f"{path} is damaged: format_version is {version!r}, not a number")
+    if version > FORMAT_VERSION:
         raise TinyAudioError(
             f"bundle {directory} has format version {version}; this tinyaudio reads up to "
             f"{FORMAT_VERSION}: upgrade tinyaudio"
@@ -132,11 +219,43 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     missing = [key for key in _REQUIRED if key not in manifest]
     if missing:
         raise TinyAudioError(f"{path} is damaged: it lacks {', '.join(missing)}")
+    _check_paths(directory, manifest)
     for name in GRAPHS:
-        graph = manifest["graphs"].get(name)
-        if graph is None or not (directory / graph["file"]).is_file():
+        if not (directory / manifest["graphs"][name]["file"]).is_file():
             raise TinyAudioError(f"bundle {directory} is missing its {name} graph")
     return manifest
+
+
+def _check_paths(directory: Path, manifest: dict[str, Any]) -> None:
+    """Every file the runtime opens is named by the manifest: each must be a plain relative
+    path inside the bundle and one of its checksummed files, or --verify would not cover it."""
+    damaged = f"{directory / MANIFEST} is damaged"
+    files, graphs = manifest["files"], manifest["graphs"]
+    if not isinstance(files, dict) or not isinstance(graphs, dict):
+        raise TinyAudioError(f"{damaged}: 'files' and 'graphs' must be objects")
+    for name in files:
+        _check_relative(name, damaged)
+    opened = ["tokenizer.json"]
+    for graph in GRAPHS:
+        entry = graphs.get(graph)
+        if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
+            raise TinyAudioError(f"bundle {directory} is missing its {graph} graph")
+        data = entry["file"] + ".data"
+        opened += [entry["file"], *([data] if data in files or (directory / data).exists() else [])]
+    embeddings = manifest.get("embeddings") or {}
+    opened += [
+        part["file"] for part in embeddings.values() if isinstance(part, dict) and "file" in part
+    ]
+    for name in opened:
+        _check_relative(name, damaged)
+        if name not in files:
+            raise TinyAudioError(f"{damaged}: it names {name}, which has no checksum")
+
+
+def _check_relative(name: object, damaged: str) -> None:
+    parts = PurePosixPath(name).parts if isinstance(name, str) and name else ("/",)
+    if parts[0] == "/" or ".." in parts or "\\" in name:
+        raise TinyAudioError(f"{damaged}: the path {name!r} leads outside the bundle")
 
 
 def verify_bundle(directory: Path, manifest: dict[str, Any] | None = None) -> None:

@@ -32,15 +32,37 @@ def _models(args: argparse.Namespace) -> None:
         print(f"  {'':<28} {preset.description}")
 
 
-def _transcribe(args: argparse.Namespace) -> None:
+def _transcribe(args: argparse.Namespace) -> int:
+    """Every file is tried: one that fails is reported in one line and the rest go on."""
     from tinyaudio.runtime.audio import probe_audio
     from tinyaudio.runtime.transcribe import Transcriber
 
-    for path in args.files:  # unreadable files fail before the model loads
-        probe_audio(path)
-    transcriber = Transcriber.from_bundle(args.bundle, args.threads, args.provider, args.exact)
-    for path in args.files:
-        result = transcriber.transcribe(path, prompt=args.prompt)
+    failed = []
+
+    def report(path: str, exc: TinyAudioError) -> None:
+        failed.append(path)
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        if args.json:
+            print(json.dumps({"file": path, "error": str(exc)}), flush=True)
+
+    readable = []
+    for path in args.files:  # unreadable files are reported before the model loads
+        try:
+            probe_audio(path)
+            readable.append(path)
+        except TinyAudioError as exc:
+            report(path, exc)
+    if readable:
+        transcriber = Transcriber.from_bundle(
+            args.bundle, args.threads, args.provider, args.exact, not args.no_speech_gate
+        )
+        transcriber.prompt_ids(args.prompt)  # a bad prompt is one error, not one per file
+    for path in readable:
+        try:
+            result = transcriber.transcribe(path, prompt=args.prompt)
+        except TinyAudioError as exc:
+            report(path, exc)
+            continue
         if args.json:
             record = {
                 "file": path,
@@ -51,6 +73,9 @@ def _transcribe(args: argparse.Namespace) -> None:
             print(json.dumps(record), flush=True)
         else:
             print(f"{path}: {result.text}", flush=True)
+    if failed and len(args.files) > 1:
+        print(f"error: {len(failed)} of {len(args.files)} files failed", file=sys.stderr)
+    return 2 if failed else 0
 
 
 def _clock(seconds: float) -> str:
@@ -61,8 +86,9 @@ def _clock(seconds: float) -> str:
 def _live(args: argparse.Namespace) -> None:
     from tinyaudio.live.capture import Capture, describe_devices, import_sounddevice, input_device
     from tinyaudio.live.session import LiveTranscriber
-    from tinyaudio.live.vad import Segmenter, SpeechDetector
+    from tinyaudio.live.vad import Segmenter
     from tinyaudio.runtime.audio import probe_audio
+    from tinyaudio.runtime.speech import SpeechDetector
     from tinyaudio.runtime.transcribe import Transcriber
 
     if args.list_devices:
@@ -75,7 +101,10 @@ def _live(args: argparse.Namespace) -> None:
         probe_audio(args.input)
     else:
         input_device(import_sounddevice(), args.device)
-    transcriber = Transcriber.from_bundle(args.bundle, args.threads, args.provider)
+    # The segmenter's VAD already picks the speech: no second check per utterance.
+    transcriber = Transcriber.from_bundle(
+        args.bundle, args.threads, args.provider, speech_gate=False
+    )
     live = LiveTranscriber(transcriber, Segmenter(detector), args.partial_interval)
     capture = Capture()
     if args.input:
@@ -147,6 +176,8 @@ def _parser() -> argparse.ArgumentParser:
     transcribe.add_argument("--provider", help="execution provider: cpu, cuda, tensorrt, ...")
     exact = "upstream's 30 s padding (token-exact with PyTorch; slower)"
     transcribe.add_argument("--exact", action="store_true", help=exact)
+    no_gate = "decode windows with no speech too (parity with PyTorch; invents text on silence)"
+    transcribe.add_argument("--no-speech-gate", action="store_true", help=no_gate)
     transcribe.set_defaults(func=_transcribe)
     live = sub.add_parser("live", help="transcribe a microphone (or a replayed file) as you speak")
     live.add_argument("bundle", type=Path, nargs="?", help="bundle directory")

@@ -1,5 +1,6 @@
 """The one exception type users see: every message is a complete, single-line explanation."""
 
+import contextlib
 import logging
 import os
 import signal
@@ -15,9 +16,10 @@ def run_cli(main: Callable[[], int | None]) -> int:
     """Run a console entry point: user errors become one line on stderr and exit status 2.
 
     Ctrl-C and SIGTERM remove unfinished outputs and exit at once: raising KeyboardInterrupt
-    inside torch's exporter can abort the process before any cleanup runs.
+    inside torch's exporter can abort the process before any cleanup runs. A reader that goes
+    away (``| head``) ends the command quietly; any other OS error is one line too.
     """
-    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = handle_interrupts()
     warnings = logging.StreamHandler(sys.stderr)  # library warnings as `warning: ...` lines
     warnings.setFormatter(logging.Formatter("warning: %(message)s"))
     logger = logging.getLogger("tinyaudio")
@@ -27,6 +29,13 @@ def run_cli(main: Callable[[], int | None]) -> int:
         return main() or 0
     except TinyAudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        _discard_stdout()
+        return 128 + signal.SIGPIPE
+    except OSError as exc:  # permissions, a full disk, an I/O error: say which file
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     finally:
         logger.removeHandler(warnings)
@@ -44,9 +53,20 @@ def missing_extra(exc: ImportError, command: str, extra: str) -> TinyAudioError:
     )
 
 
-def _interrupt(signum, frame) -> None:
-    from tinyaudio.bundle import discard_unfinished  # bundle imports this module
+def handle_interrupts() -> dict[int, object]:
+    """Install the Ctrl-C / SIGTERM handler; returns the handlers it replaced."""
+    return {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
 
-    discard_unfinished()
+
+def _interrupt(signum, frame) -> None:
+    bundle = sys.modules.get("tinyaudio.bundle")  # not imported yet: nothing to clean up
+    if bundle is not None:
+        bundle.discard_unfinished()
     print("interrupted", file=sys.__stderr__, flush=True)  # stderr may be redirected just now
-    os._exit(130)
+    os._exit(128 + signum)  # the shell's convention: 130 for Ctrl-C, 143 for SIGTERM
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush does not fail again."""
+    with contextlib.suppress(OSError, ValueError):  # not a real file when tests capture it
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

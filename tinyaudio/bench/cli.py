@@ -16,7 +16,7 @@ from tinyaudio.bench.bundles import GENAI, PRECISIONS, build_bundles, installed
 from tinyaudio.bench.clips import TOKENS_PER_AUDIO_SECOND
 from tinyaudio.bench.machine import describe_machine
 from tinyaudio.bench.report import markdown, plot
-from tinyaudio.bundle import check_output, writing_bundle
+from tinyaudio.bundle import OutputKind, check_output, writing_directory
 from tinyaudio.errors import TinyAudioError
 from tinyaudio.progress import Progress
 
@@ -34,6 +34,10 @@ ORDER = (
     "int8-fast",
     "int4-exact",
     "int4-fast",
+)
+RESULT_FILES = {"bench.json", "bench.md", "bench.png"}
+RESULTS = OutputKind(
+    "tinyaudio bench result", lambda d: RESULT_FILES if (d / "bench.json").is_file() else None
 )
 
 
@@ -161,7 +165,7 @@ def run_bench(args: argparse.Namespace) -> None:
     if args.threads < 1 or args.repeats < 1 or min(args.seconds) <= 0 or max(args.seconds) > 30:
         raise TinyAudioError("--threads and --repeats must be ≥ 1, --seconds between 0 and 30")
     output = args.output.expanduser().absolute()
-    check_output(output, args.force)
+    check_output(output, args.force, RESULTS)
     progress = Progress()
     with progress.stage("measuring the machine"):
         machine = describe_machine(args.threads)
@@ -204,7 +208,7 @@ def run_bench(args: argparse.Namespace) -> None:
             progress.note(f"{results[run.name]['status']}: {results[run.name]['reason']}")
     report["results"] = {name: results[name] for name in ORDER if name in results}
     table = markdown(report)
-    with writing_bundle(output, force=True) as work:
+    with writing_directory(output, force=True, kind=RESULTS) as work:
         (work / "bench.json").write_text(json.dumps(report, indent=1) + "\n")
         (work / "bench.md").write_text(table)
         plot(report, work / "bench.png")

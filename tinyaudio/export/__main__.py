@@ -1,5 +1,5 @@
 import sys
 
-from tinyaudio.export.cli import main
+from tinyaudio.console import tinyaudio_export as main
 
 sys.exit(main())

@@ -12,7 +12,7 @@ import re
 import sys
 from pathlib import Path
 
-from tinyaudio.bundle import PRECISIONS, check_output, scratch_directory, writing_bundle
+from tinyaudio.bundle import PRECISIONS, check_output, scratch_directory, writing_directory
 from tinyaudio.errors import TinyAudioError, missing_extra, run_cli
 from tinyaudio.progress import Progress
 from tinyaudio.quantize.cli import add_precision, add_quantize_options, gate_audio
@@ -56,7 +56,7 @@ def _run(args: argparse.Namespace) -> None:
     with progress.stage(f"load {model_name}"):
         model = load_model(model_name, args.projector, args.encoder_dir, args.llm_dir)
     if args.precision == "fp32":
-        with writing_bundle(output, args.force) as work:
+        with writing_directory(output, args.force) as work:
             export_fp32(model, work, progress)
     else:
         with scratch_directory(f".{output.name}.fp32-", output.parent) as tmp:

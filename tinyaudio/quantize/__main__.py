@@ -1,5 +1,5 @@
 import sys
 
-from tinyaudio.quantize.cli import main
+from tinyaudio.console import tinyaudio_quantize as main
 
 sys.exit(main())

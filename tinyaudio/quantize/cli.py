@@ -13,6 +13,7 @@ import numpy as np
 
 from tinyaudio.errors import TinyAudioError, missing_extra, run_cli
 from tinyaudio.progress import Progress
+from tinyaudio.quantize import BLOCK_SIZES
 
 
 def add_precision(parser: argparse.ArgumentParser, default: str | None, fp32: bool) -> None:
@@ -27,13 +28,23 @@ def add_precision(parser: argparse.ArgumentParser, default: str | None, fp32: bo
 
 def add_quantize_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--block-size", type=int, help="MatMulNBits block size (default: 32 int4, 128 int8)"
+        "--block-size",
+        type=_block_size,
+        help="MatMulNBits block size: 16, 32, 64, 128 or 256 (default: 32 int4, 128 int8)",
     )
     parser.add_argument(
         "--gate-audio", nargs="+", default=[], metavar="FILE",
         help="real recordings to add to the accuracy gate's probe clips",
     )  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+
+
+def _block_size(text: str) -> int:
+    """Checked when the command line is read, not after minutes of export."""
+    sizes = ", ".join(map(str, BLOCK_SIZES))
+    if not text.isdigit() or int(text) not in BLOCK_SIZES:
+        raise argparse.ArgumentTypeError(f"{text} is not one of {sizes}")
+    return int(text)
 
 
 def gate_audio(paths: list[str]) -> dict[str, np.ndarray]:
@@ -56,7 +67,7 @@ def _run(args: argparse.Namespace) -> None:
     from tinyaudio.bundle import check_output
 
     try:
-        from tinyaudio.quantize.pipeline import quantize_bundle
+        from tinyaudio.quantize.pipeline import check_apart, quantize_bundle
     except ImportError as exc:
         raise missing_extra(exc, "tinyaudio-quantize", "quantize") from None
 
@@ -64,6 +75,7 @@ def _run(args: argparse.Namespace) -> None:
         raise TinyAudioError(f"unknown precision '{args.precision}': choose --int8 or --int4")
     source = Path(args.bundle).expanduser().absolute()
     output = Path(args.output or f"{source}-{args.precision}").expanduser().absolute()
+    check_apart(source, output)
     check_output(output, args.force)
     quantize_bundle(source, output, args.precision, args.force, args.block_size,
                     gate_audio(args.gate_audio), Progress(enabled=not args.quiet))  # fmt: skip

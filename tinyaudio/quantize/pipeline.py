@@ -26,11 +26,11 @@ from tinyaudio.bundle import (
     sha256,
     verify_bundle,
     write_manifest,
-    writing_bundle,
+    writing_directory,
 )
 from tinyaudio.errors import TinyAudioError
 from tinyaudio.progress import Progress
-from tinyaudio.quantize import gates, weights
+from tinyaudio.quantize import BLOCK_SIZES, gates, weights
 from tinyaudio.quantize.probes import probe_signals
 from tinyaudio.runtime.engine import Engine
 
@@ -113,13 +113,13 @@ def quantize_bundle(
         raise TinyAudioError(
             f"{source} is a {manifest.get('precision')} bundle; quantize starts from an FP32 one"
         )
-    if Path(output).expanduser().absolute() == source.absolute():
-        raise TinyAudioError("the output must differ from the FP32 source bundle")
+    check_apart(source, Path(output))
     block_size = block_size or DEFAULT_BLOCK_SIZE[precision]
-    if block_size < 16 or block_size & (block_size - 1):
-        raise TinyAudioError(f"--block-size must be a power of two ≥ 16, got {block_size}")
+    if block_size not in BLOCK_SIZES:
+        sizes = ", ".join(map(str, BLOCK_SIZES))
+        raise TinyAudioError(f"--block-size must be one of {sizes}, got {block_size}")
     with (
-        writing_bundle(output, force) as work,
+        writing_directory(output, force) as work,
         scratch_directory(".quantize-", work.parent) as scratch,
     ):
         with progress.stage(f"verify {source}"):
@@ -147,6 +147,16 @@ def quantize_bundle(
             path.replace(work / path.name)
         body["gates"] = {"tokens_per_probe": GATE_TOKENS, "mode": "fast", "attempts": attempts}
         return write_manifest(work, body)
+
+
+def check_apart(source: Path, output: Path) -> None:
+    """Replacing ``output`` must never touch the source: neither may contain the other."""
+    source, output = source.expanduser().resolve(), output.expanduser().resolve()
+    if output.is_relative_to(source) or source.is_relative_to(output):
+        raise TinyAudioError(
+            f"the output {output} and the FP32 source {source} must not contain each other: "
+            "choose an output outside the source"
+        )
 
 
 def _build(

@@ -6,6 +6,9 @@ Files are decoded and resampled in blocks, so an hour-long recording never sits 
 
 from __future__ import annotations
 
+import logging
+import re
+import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -17,20 +20,46 @@ from tinyaudio.errors import TinyAudioError
 from tinyaudio.runtime.lengths import SAMPLE_RATE
 
 BLOCK_SECONDS = 10
+TOLERANCE = 0.05  # seconds missing before a file with a frame count counts as cut short
+_DATA_CHUNK = re.compile(r"^\s*(?:data|SSND)\s*:\s*(\d+) \(should be (\d+)\)", re.MULTILINE)
+
+log = logging.getLogger("tinyaudio")
 
 
 def probe_audio(path: str | Path) -> sf._SoundFileInfo:
-    """Fail early, in one line, on a missing, undecodable or empty file (reads only the header)."""
+    """Fail early, in one line, on a missing, unreadable, undecodable or empty file (reads only
+    the header). Each message names the actual problem."""
     path = Path(path)
-    if not path.is_file():
-        raise TinyAudioError(f"audio file not found: {path}")
+    try:
+        mode = path.stat().st_mode
+        if stat.S_ISREG(mode):
+            with path.open("rb"):
+                pass
+    except FileNotFoundError:
+        raise TinyAudioError(f"audio file not found: {path}") from None
+    except OSError as exc:
+        raise TinyAudioError(f"cannot read {path}: {exc.strerror.lower()}") from None
+    if stat.S_ISDIR(mode):
+        raise TinyAudioError(f"{path} is a directory, not an audio file")
+    if not stat.S_ISREG(mode):
+        raise TinyAudioError(
+            f"{path} is a pipe or a device, not an audio file: save the audio to a file first"
+        )
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise TinyAudioError(f"cannot decode {path}: {exc} (unsupported or damaged)") from None
+        raise TinyAudioError(f"cannot decode {path}: {_decode_problem(exc)}") from None
     if info.frames == 0:
         raise TinyAudioError(f"{path}: the audio is empty")
     return info
+
+
+def _decode_problem(exc: Exception) -> str:
+    """libsndfile's reason, unless it is one that misleads for a plain readable file."""
+    reason = getattr(exc, "error_string", "") or str(exc)
+    if not reason or "possibly a pipe" in reason or "does not exist" in reason:
+        return "not a format libsndfile reads, or a damaged file (unsupported or damaged)"
+    return f"{reason.rstrip('.')} (unsupported or damaged)"
 
 
 def audio_blocks(
@@ -54,11 +83,31 @@ def load_audio(path: str | Path) -> np.ndarray:
 
 
 def _file_blocks(path: Path) -> Iterator[np.ndarray]:
+    """The file's frames in blocks; a file shorter than its header says gets a warning (a
+    recording cut off mid-copy would otherwise transcribe as if it were whole)."""
+    read = 0
     try:
         with sf.SoundFile(str(path)) as f:
-            yield from f.blocks(BLOCK_SECONDS * f.samplerate, dtype="float32", always_2d=True)
+            # read() until it returns nothing: blocks() pads a short file up to its frame count
+            while len(block := f.read(BLOCK_SECONDS * f.samplerate, "float32", always_2d=True)):
+                read += len(block)
+                yield block
+            short = _header_overstates(f.extra_info) or f.frames - read > TOLERANCE * f.samplerate
+            seconds = read / f.samplerate
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise TinyAudioError(f"cannot decode {path}: {exc}") from None
+    if short:
+        log.warning(
+            "%s ends before its header says it should (truncated file?): transcribed the "
+            "%.2f s it holds", path, seconds,
+        )  # fmt: skip
+
+
+def _header_overstates(log_text: str) -> bool:
+    """libsndfile's log says a WAV/AIFF data chunk is longer than the file (it reads what there
+    is, silently). A chunk that is *shorter* than the file is a streamed header, not damage."""
+    match = _DATA_CHUNK.search(log_text)
+    return match is not None and int(match[1]) > int(match[2])
 
 
 class Converter:

@@ -18,7 +18,7 @@ from tinyaudio.runtime.decoder import Decoder
 from tinyaudio.runtime.embeddings import TokenEmbeddings
 from tinyaudio.runtime.features import log_mel
 from tinyaudio.runtime.lengths import audio_tokens, conv_output_length
-from tinyaudio.runtime.sessions import create_session, resolve_provider
+from tinyaudio.runtime.sessions import check_threads, create_session, resolve_provider
 
 
 @dataclass
@@ -57,6 +57,7 @@ class Engine:
         """The graphs in ``directory`` as ``manifest`` describes them (for a bundle still being
         written, whose manifest.json does not exist yet)."""
         graphs = manifest["graphs"]
+        check_threads(threads)
         providers = resolve_provider(provider)
 
         def session(name: str, arena: bool):

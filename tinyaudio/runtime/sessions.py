@@ -29,6 +29,21 @@ PROVIDER_ALIASES = {
 }
 # What to try under a provider before the CPU (TensorRT hands unsupported nodes to CUDA).
 FALLBACKS = {"TensorrtExecutionProvider": ["CUDAExecutionProvider"]}
+MAX_THREADS = 256  # more is a typo: onnxruntime would start them all and crawl
+
+
+def check_threads(threads: int | None) -> None:
+    """Refuse thread counts that cannot be meant; warn when they exceed the machine's cores
+    (threads then wait for each other and every step gets slower)."""
+    if threads is None:
+        return
+    if not 1 <= threads <= MAX_THREADS:
+        raise TinyAudioError(f"--threads must be between 1 and {MAX_THREADS}, got {threads}")
+    cores = os.cpu_count() or 1
+    if threads > cores:
+        log.warning(
+            "--threads %d is more than this machine's %d cores: expect it slower", threads, cores
+        )
 
 
 def resolve_provider(name: str | None) -> list[str]:

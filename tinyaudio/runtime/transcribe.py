@@ -3,7 +3,8 @@
 ``Transcriber.from_bundle(path).transcribe(audio)`` is the API an app embeds. Clips longer than
 30 s are cut into windows at pauses (runtime/segments.py) while they are read, and each window is
 transcribed; the result keeps every window's start/end time. ``stream`` yields text as tokens
-arrive.
+arrive. A window in which Silero VAD hears no speech is not decoded (the decoder would invent
+text for silence or noise); ``speech_gate=False`` decodes every window, as upstream does.
 """
 
 from __future__ import annotations
@@ -21,11 +22,15 @@ from tinyaudio.runtime.audio import audio_blocks
 from tinyaudio.runtime.engine import Engine
 from tinyaudio.runtime.lengths import SAMPLE_RATE
 from tinyaudio.runtime.segments import windows
+from tinyaudio.runtime.speech import SpeechDetector, contains_speech
 from tinyaudio.runtime.text import finish_transcript
 
 TOKENS_PER_SECOND = 12  # speech rarely exceeds ~4 words/s; bounds runaway decoding on noise
 MIN_TOKENS = 16
 LOOP_REPEATS = 8  # stop when the last tokens are one 1-4-token pattern repeated this often
+# An instruction, not a document: attention grows with the square of the prompt (10 k characters
+# cost 1.5 GB on the 7 M demo model).
+MAX_INSTRUCTION_TOKENS = 256
 
 
 @dataclass
@@ -57,11 +62,14 @@ def looping(tokens: list[int]) -> bool:
 
 
 class Transcriber:
-    def __init__(self, engine: Engine, tokenizer: Tokenizer, exact: bool = False) -> None:
+    def __init__(
+        self, engine: Engine, tokenizer: Tokenizer, exact: bool = False, speech_gate: bool = True
+    ) -> None:
         self.engine = engine
         self.tokenizer = tokenizer
         self.exact = exact
         self.prompt = engine.manifest["prompt"]
+        self.detector = SpeechDetector() if speech_gate else None
 
     @classmethod
     def from_bundle(
@@ -70,26 +78,42 @@ class Transcriber:
         threads: int | None = None,
         provider: str | None = None,
         exact: bool = False,
+        speech_gate: bool = True,
     ) -> Transcriber:
-        """``exact``: upstream's 30 s padding (token-exact with PyTorch); default: real length."""
+        """``exact``: upstream's 30 s padding (token-exact with PyTorch); default: real length.
+        ``speech_gate``: skip windows with no speech (off: decode everything, as upstream)."""
         engine = Engine.from_bundle(Path(path), threads, provider)
         tokenizer_path = Path(path) / "tokenizer.json"
         try:
             tokenizer = Tokenizer.from_file(str(tokenizer_path))
         except Exception as exc:  # tokenizers raises a bare Exception for a bad file
             raise TinyAudioError(f"cannot load {tokenizer_path}: {exc}") from None
-        return cls(engine, tokenizer, exact)
+        return cls(engine, tokenizer, exact, speech_gate)
 
-    def _prompt_ids(self, instruction: str | None) -> tuple[list[int], list[int]]:
+    def prompt_ids(self, instruction: str | None) -> tuple[list[int], list[int]]:
         """Ids before and after the audio slots; ``instruction`` replaces the default one."""
         if instruction is None:
             return self.prompt["prefix_ids"], self.prompt["suffix_ids"]
         before, after = self.prompt["turn_prefix_ids"], self.prompt["turn_suffix_ids"]
         if not instruction:
             return before, after
-        if self.prompt["placement"] == "prefix":
-            return before + self.tokenizer.encode(instruction).ids, after
-        return before, self.tokenizer.encode(" " + instruction).ids + after
+        prefix = self.prompt["placement"] == "prefix"
+        ids = self.tokenizer.encode(instruction if prefix else " " + instruction).ids
+        if len(ids) > MAX_INSTRUCTION_TOKENS:
+            raise TinyAudioError(
+                f"the prompt is {len(ids)} tokens long; an instruction may have at most "
+                f"{MAX_INSTRUCTION_TOKENS}"
+            )
+        return (before + ids, after) if prefix else (before, ids + after)
+
+    def _speech(self, window: np.ndarray, timings: dict[str, float]) -> bool:
+        """Whether ``window`` is worth decoding (always, with the speech gate off)."""
+        if self.detector is None:
+            return True
+        started = time.perf_counter()
+        found = contains_speech(window, self.detector)
+        timings["speech_check"] = timings.get("speech_check", 0.0) + time.perf_counter() - started
+        return found
 
     def transcribe(
         self,
@@ -101,8 +125,10 @@ class Transcriber:
         """Transcribe a file or an array (any rate, any channels) into text with segment times."""
         timings: dict[str, float] = {}
         segments = []
+        self.prompt_ids(prompt)  # a bad prompt fails before any audio is read
         for start, window in windows(audio_blocks(audio, sample_rate)):
-            ids = self._decode(window, prompt, timings, on_token)
+            speech = self._speech(window, timings)
+            ids = self._decode(window, prompt, timings, on_token) if speech else []
             text = finish_transcript(self.tokenizer.decode(self._text_ids(ids)))
             end = start + len(window)
             segments.append(Segment(start / SAMPLE_RATE, end / SAMPLE_RATE, text, ids))
@@ -117,7 +143,10 @@ class Transcriber:
         prompt: str | None = None,
     ) -> Iterator[str]:
         """Yield text as tokens arrive (before the final clean-up; whole characters only)."""
+        self.prompt_ids(prompt)
         for _, window in windows(audio_blocks(audio, sample_rate)):
+            if not self._speech(window, {}):
+                continue
             ids: list[int] = []
             shown = ""
             for token in self._tokens(window, prompt, {}):
@@ -155,7 +184,7 @@ class Transcriber:
         clock = timed("encoder", clock)
         rows = engine.audio_rows_from(states, mel_length)
         clock = timed("projector", clock)
-        prefix, suffix = self._prompt_ids(prompt)
+        prefix, suffix = self.prompt_ids(prompt)
         limit = min(
             self.prompt["max_new_tokens"],
             MIN_TOKENS + int(TOKENS_PER_SECOND * len(samples) / SAMPLE_RATE),
