@@ -97,5 +97,12 @@ def test_bad_arguments_are_one_line_errors(args, message, tmp_path, capsys):
 
 def test_existing_results_are_not_replaced_without_force(tmp_path, capsys):
     (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "bench.json").write_text("{}")  # an earlier run's results
     assert main(["bench", "--quick", "-o", str(tmp_path / "out")]) == 2
     assert "already exists; pass --force" in cli_error(capsys)
+    mine = tmp_path / "mine"  # not results: refused even with --force, and left alone
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    assert main(["bench", "--quick", "-o", str(mine), "--force"]) == 2
+    assert "is not a tinyaudio bench result" in cli_error(capsys)
+    assert (mine / "notes.txt").read_text() == "mine"

@@ -39,6 +39,7 @@ def test_log_mel_matches_whisper_feature_extractor(clip, n_mels):
         padded, extractor._np_extract_fbank_features(signal, "cpu"), atol=1e-6
     )
     # Its torch.stft path (what __call__ runs when torch is installed) differs from its own numpy
-    # path by float32 FFT rounding: up to 2e-5 on loud speech.
-    np.testing.assert_allclose(padded, reference["input_features"], atol=2.5e-5, rtol=0)
+    # path by float32 FFT rounding: up to 2e-5 on loud speech with transformers 5.23, 4.4e-5
+    # with 5.24 (a few of 240 000 values).
+    np.testing.assert_allclose(padded, reference["input_features"], atol=6e-5, rtol=0)
     np.testing.assert_allclose(fast, padded[:, :, :frames], atol=1e-6, rtol=0)  # = exact, cut
