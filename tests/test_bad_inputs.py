@@ -243,7 +243,7 @@ def test_force_never_empties_the_current_directory(world, tmp_path, monkeypatch,
     (tmp_path / SENTINEL).write_text("mine")
     monkeypatch.chdir(tmp_path)
     assert export_main(["--model", world["checkpoint"], "--fp32", "-o", ".", "--force"]) == 2
-    assert "is not a tinyaudio bundle" in capsys.readouterr().err
+    assert "is the current directory" in capsys.readouterr().err
     assert [p.name for p in tmp_path.iterdir()] == [SENTINEL]
 
 
@@ -272,6 +272,31 @@ def test_a_bundle_that_appeared_meanwhile_is_not_replaced(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["bundle"]  # no work directory left
 
 
+def test_a_replaced_bundle_survives_a_race_it_loses(tmp_path, monkeypatch):
+    """--force moved the old bundle aside, then another writer took the place: the old bundle
+    cannot go back, so it is kept beside it and the error says where."""
+    from tinyaudio import bundle
+    from tinyaudio.errors import TinyAudioError
+
+    output = tmp_path / "bundle"
+    output.mkdir()
+    (output / "manifest.json").write_text(json.dumps({"format": bundle.FORMAT, "files": {}}))
+    rename_into_place = bundle._rename_into_place
+
+    def racing(work: Path, target: Path) -> None:  # another export lands just now
+        target.mkdir()
+        (target / "racer.onnx").write_text("racer")
+        rename_into_place(work, target)
+
+    monkeypatch.setattr(bundle, "_rename_into_place", racing)
+    kept_aside = pytest.raises(TinyAudioError, match="is kept in")
+    with kept_aside, bundle.writing_directory(output, force=True) as work:
+        (work / "new.onnx").write_text("new")
+    assert [p.name for p in output.iterdir()] == ["racer.onnx"]
+    (kept,) = tmp_path.glob("bundle.replaced-*")
+    assert [p.name for p in (kept / "bundle").iterdir()] == ["manifest.json"]
+
+
 # Runs `tinyaudio ARGS` as user nobody. The interpreter may live under /root (0700), so the
 # child starts as root, imports what the command needs, then drops to nobody before running it.
 AS_NOBODY = """
@@ -294,13 +319,16 @@ def test_a_service_user_can_run_a_bundle_another_user_exported(world, tmp_path_f
         shared.chmod(0o755)
         shutil.copy(world["speech"], shared / "speech.wav")
         (shared / "speech.wav").chmod(0o644)
+        source = shutil.copytree(world["bundle"], shared / "private")  # its owner's eyes only
+        for path in source.iterdir():
+            path.chmod(0o600)
         previous = os.umask(0o022)
         try:  # quantize writes through the same path as export, onnx's 0600 data files included
-            assert (
-                quantize_main([world["bundle"], "--int8", "--quiet", "-o", str(shared / "b")]) == 0
-            )
+            assert quantize_main([str(source), "--int8", "--quiet", "-o", str(shared / "b")]) == 0
         finally:
             os.umask(previous)
+        # The hard-linked tokenizer got a copy of its own: the source's modes are untouched.
+        assert {p.stat().st_mode & 0o777 for p in source.iterdir()} == {0o600}
         modes = {p.name: p.stat().st_mode & 0o777 for p in (shared / "b").rglob("*")}
         assert (shared / "b").stat().st_mode & 0o777 == 0o755
         assert set(modes.values()) == {0o644}, modes
@@ -334,7 +362,7 @@ def test_a_reader_that_goes_away_is_not_a_traceback(world):
         assert err == "", err
 
 
-@pytest.mark.parametrize("delay", [0.1, 0.2, 0.3])
+@pytest.mark.parametrize("delay", [0.15, 0.25, 0.35])
 def test_ctrl_c_while_starting_is_quiet(delay):
     """An interrupt during the imports (before any command runs) exits without a traceback."""
     import signal
@@ -373,7 +401,10 @@ def test_silence_and_noise_in_files_produce_no_text(world, tmp_path, capsys):
 
 
 def test_threads_above_the_core_count_warn(world, capsys):
-    threads = str((os.cpu_count() or 1) + 1)
+    cores = len(os.sched_getaffinity(0))
+    if cores >= 256:
+        pytest.skip("no thread count above this machine's cores is allowed")
+    threads = str(cores + 1)
     assert (
         tinyaudio_main(["transcribe", world["bundle"], world["speech"], "--threads", threads]) == 0
     )
@@ -382,15 +413,17 @@ def test_threads_above_the_core_count_warn(world, capsys):
 
 
 def test_a_bad_file_does_not_stop_the_batch(world, capsys):
-    args = ["transcribe", world["bundle"], world["speech"], world["text"], world["missing"],
-            world["speech"]]  # fmt: skip
+    # Two fail in the header check, one (NaN samples) only while it is being transcribed.
+    args = ["transcribe", world["bundle"], world["speech"], world["text"], world["nan_wav"],
+            world["missing"], world["speech"]]  # fmt: skip
     assert tinyaudio_main(args) == 2
     captured = capsys.readouterr()
     assert [line.split(": ")[0] for line in captured.out.splitlines()] == [world["speech"]] * 2
     errors = captured.err.strip().splitlines()
-    assert len(errors) == 3 and "Traceback" not in captured.err
+    assert len(errors) == 4 and "Traceback" not in captured.err
     assert world["text"] in errors[0] and world["missing"] in errors[1]
-    assert errors[2] == "error: 2 of 4 files failed"
+    assert world["nan_wav"] in errors[2] and "NaN" in errors[2]
+    assert errors[3] == "error: 3 of 5 files failed"
 
 
 def test_a_truncated_file_is_transcribed_with_a_warning(world, tmp_path, capsys):

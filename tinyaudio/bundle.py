@@ -11,10 +11,12 @@ replaced with ``force``.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -66,8 +68,8 @@ def bundle_files(directory: Path) -> set[str] | None:
     """manifest.json and the files it lists, or None if ``directory`` holds no bundle."""
     try:
         manifest = json.loads((directory / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return None
+    except (FileNotFoundError, NotADirectoryError, ValueError):
+        return None  # an unreadable one is an OSError: the CLI names the file
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         return None
     listed = manifest.get("files")
@@ -95,33 +97,69 @@ def writing_directory(
         if force and _occupied(output):
             check_output(output, force, kind)  # still ours to replace?
             with scratch_directory(f".{output.name}.old-", output.parent) as retired:
-                output.rename(retired / output.name)
+                old = retired / output.name
+                output.rename(old)
                 try:
                     _rename_into_place(work, output)
                 except TinyAudioError:
-                    (retired / output.name).rename(output)
+                    _put_back(old, output)
                     raise
         else:
             _rename_into_place(work, output)
 
 
+_OCCUPIED = {errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR}
+
+
 def _rename_into_place(work: Path, output: Path) -> None:
     try:
         work.rename(output)
-    except OSError as exc:  # ENOTEMPTY, EEXIST, ENOTDIR: something is there now
+    except OSError as exc:
+        if exc.errno not in _OCCUPIED:
+            raise
         raise TinyAudioError(
             f"{output} appeared while this ran (another export to the same place?): "
             f"nothing was replaced ({exc.strerror})"
         ) from None
 
 
+def _put_back(old: Path, output: Path) -> None:
+    """Return the replaced output to its place; if that is taken too, keep it beside it."""
+    try:
+        old.rename(output)
+    except OSError:
+        kept = Path(tempfile.mkdtemp(prefix=f"{output.name}.replaced-", dir=output.parent))
+        old.rename(kept / output.name)
+        raise TinyAudioError(
+            f"{output} appeared while this ran; the one that was there is kept in {kept}"
+        ) from None
+
+
 def _publish_permissions(directory: Path) -> None:
-    """mkdtemp makes 0700 and onnx writes external data 0600: give the umask's usual modes."""
-    umask = os.umask(0)
+    """mkdtemp makes 0700 and onnx writes external data 0600: give the umask's usual modes.
+    A file hard-linked from elsewhere (quantize links the source's unchanged files) gets a copy
+    of its own first: changing its mode would change the source's."""
+    umask = _umask()
+    for path in [directory, *directory.rglob("*")]:
+        wanted = (0o777 if path.is_dir() else 0o666) & ~umask
+        info = path.lstat()
+        if stat.S_IMODE(info.st_mode) == wanted:
+            continue
+        if stat.S_ISREG(info.st_mode) and info.st_nlink > 1:
+            copy = path.with_name(path.name + ".copy")
+            shutil.copyfile(path, copy)
+            copy.replace(path)
+        path.chmod(wanted)
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it (os.umask would, for every thread)."""
+    with contextlib.suppress(OSError, StopIteration, ValueError):
+        status = Path("/proc/self/status").read_text().splitlines()
+        return int(next(line for line in status if line.startswith("Umask:")).split()[1], 8)
+    umask = os.umask(0o022)
     os.umask(umask)
-    directory.chmod(0o777 & ~umask)
-    for path in directory.rglob("*"):
-        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+    return umask
 
 
 def _occupied(output: Path) -> bool:
@@ -134,8 +172,12 @@ def _occupied(output: Path) -> bool:
 def check_output(output: Path, force: bool, kind: OutputKind = BUNDLE) -> None:
     """Fail before any work if ``output`` cannot be written, or holds anything but a ``kind``
     that ``force`` allows replacing. An empty directory is as good as none."""
+    if output == Path.cwd():
+        raise TinyAudioError(f"{output} is the current directory: choose an output inside it")
     if _occupied(output):
-        if not output.is_dir() or output.is_symlink():
+        if output.is_symlink():
+            raise TinyAudioError(f"{output} is a symbolic link: choose another output")
+        if not output.is_dir():
             raise TinyAudioError(
                 f"{output} already exists and is not a directory: choose another output"
             )
@@ -243,18 +285,23 @@ def _check_paths(directory: Path, manifest: dict[str, Any]) -> None:
         data = entry["file"] + ".data"
         opened += [entry["file"], *([data] if data in files or (directory / data).exists() else [])]
     embeddings = manifest.get("embeddings") or {}
+    if not isinstance(embeddings, dict):
+        raise TinyAudioError(f"{damaged}: 'embeddings' must be an object")
     opened += [
         part["file"] for part in embeddings.values() if isinstance(part, dict) and "file" in part
     ]
+    inside = directory.resolve()
     for name in opened:
         _check_relative(name, damaged)
         if name not in files:
             raise TinyAudioError(f"{damaged}: it names {name}, which has no checksum")
+        if not (directory / name).resolve().is_relative_to(inside):  # a link that leads out
+            raise TinyAudioError(f"bundle {directory}: {name} is a link to a file outside it")
 
 
 def _check_relative(name: object, damaged: str) -> None:
-    parts = PurePosixPath(name).parts if isinstance(name, str) and name else ("/",)
-    if parts[0] == "/" or ".." in parts or "\\" in name:
+    parts = PurePosixPath(name).parts if isinstance(name, str) else ()
+    if not parts or parts[0] == "/" or ".." in parts or "\\" in name:
         raise TinyAudioError(f"{damaged}: the path {name!r} leads outside the bundle")
 
 

@@ -174,7 +174,7 @@ def _parser() -> argparse.ArgumentParser:
     transcribe.add_argument("--prompt", help="replace the instruction (e.g. captioning, QA)")
     transcribe.add_argument("--threads", type=int, help="onnxruntime threads (default: ≤ 4)")
     transcribe.add_argument("--provider", help="execution provider: cpu, cuda, tensorrt, ...")
-    exact = "upstream's 30 s padding (token-exact with PyTorch; slower)"
+    exact = "upstream's 30 s padding (token-exact with PyTorch on speech; slower)"
     transcribe.add_argument("--exact", action="store_true", help=exact)
     no_gate = "decode windows with no speech too (parity with PyTorch; invents text on silence)"
     transcribe.add_argument("--no-speech-gate", action="store_true", help=no_gate)

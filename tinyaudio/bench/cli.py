@@ -208,7 +208,7 @@ def run_bench(args: argparse.Namespace) -> None:
             progress.note(f"{results[run.name]['status']}: {results[run.name]['reason']}")
     report["results"] = {name: results[name] for name in ORDER if name in results}
     table = markdown(report)
-    with writing_directory(output, force=True, kind=RESULTS) as work:
+    with writing_directory(output, args.force, RESULTS) as work:
         (work / "bench.json").write_text(json.dumps(report, indent=1) + "\n")
         (work / "bench.md").write_text(table)
         plot(report, work / "bench.png")

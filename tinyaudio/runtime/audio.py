@@ -38,7 +38,7 @@ def probe_audio(path: str | Path) -> sf._SoundFileInfo:
     except FileNotFoundError:
         raise TinyAudioError(f"audio file not found: {path}") from None
     except OSError as exc:
-        raise TinyAudioError(f"cannot read {path}: {exc.strerror.lower()}") from None
+        raise TinyAudioError(f"cannot read {path}: {(exc.strerror or str(exc)).lower()}") from None
     if stat.S_ISDIR(mode):
         raise TinyAudioError(f"{path} is a directory, not an audio file")
     if not stat.S_ISREG(mode):

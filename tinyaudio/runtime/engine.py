@@ -41,6 +41,7 @@ class Engine:
         verify: bool = True,
     ) -> Engine:
         directory = Path(directory)
+        check_threads(threads)  # before minutes of checksums on a large bundle
         manifest = read_manifest(directory)
         if verify:
             verify_bundle(directory, manifest)
@@ -57,7 +58,6 @@ class Engine:
         """The graphs in ``directory`` as ``manifest`` describes them (for a bundle still being
         written, whose manifest.json does not exist yet)."""
         graphs = manifest["graphs"]
-        check_threads(threads)
         providers = resolve_provider(provider)
 
         def session(name: str, arena: bool):

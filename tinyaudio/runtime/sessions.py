@@ -39,8 +39,8 @@ def check_threads(threads: int | None) -> None:
         return
     if not 1 <= threads <= MAX_THREADS:
         raise TinyAudioError(f"--threads must be between 1 and {MAX_THREADS}, got {threads}")
-    cores = os.cpu_count() or 1
-    if threads > cores:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if threads > (cores or 1):
         log.warning(
             "--threads %d is more than this machine's %d cores: expect it slower", threads, cores
         )

