@@ -27,7 +27,7 @@ from tinyaudio.runtime.engine import Engine
 from tinyaudio.runtime.lengths import SAMPLE_RATE
 from tinyaudio.runtime.transcribe import Transcriber
 
-AUDIO = Path(__file__).resolve().parents[2] / "shared" / "audio"
+AUDIO = Path(__file__).resolve().parents[1] / "tests" / "data" / "audio"
 CLIPS = ("jfk.wav", "beckett.wav", "two_cities_16k.wav")
 
 

@@ -1,7 +1,8 @@
 """Shared fixtures: tiny encoder/LLM repos and upstream-format checkpoints built offline.
 
-The LLM uses Qwen3-0.6B's real tokenizer from ../shared/reference (every developer and CI has it),
-so prompt ids, special ids and the 151670-row vocabulary are the real ones.
+The LLM uses Qwen3-0.6B's real tokenizer (vendored in tests/data, with its license), so prompt
+ids, special ids and the 151670-row vocabulary are the real ones. Everything a test reads lives in
+this repository or is made by the tests.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import pytest
 from tinyaudio.registry import EncoderSpec, LLMSpec
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-QWEN3_REFERENCE = SHARED / "reference" / "qwen3-0.6b"
-AUDIO = SHARED / "audio"
+DATA = REPO / "tests" / "data"
+QWEN3_REFERENCE = DATA / "qwen3-0.6b"
+AUDIO = DATA / "audio"  # real recordings: see its README for sources and licenses
 
 # Makes `import torch` / `import transformers` fail in a child, as on a device without them.
 NO_TORCH = """

@@ -314,40 +314,40 @@ sys.exit(main(sys.argv[1:]))
 def test_a_service_user_can_run_a_bundle_another_user_exported(world, tmp_path_factory):
     """Bundles get the umask's modes (not mkdtemp's 0700 or onnx's 0600); a file the service
     user cannot read is one clear line."""
-    shared = Path(tempfile.mkdtemp(prefix="tinyaudio-shared-"))  # outside pytest's 0700 tree
+    public = Path(tempfile.mkdtemp(prefix="tinyaudio-public-"))  # outside pytest's 0700 tree
     try:
-        shared.chmod(0o755)
-        shutil.copy(world["speech"], shared / "speech.wav")
-        (shared / "speech.wav").chmod(0o644)
-        source = shutil.copytree(world["bundle"], shared / "private")  # its owner's eyes only
+        public.chmod(0o755)
+        shutil.copy(world["speech"], public / "speech.wav")
+        (public / "speech.wav").chmod(0o644)
+        source = shutil.copytree(world["bundle"], public / "private")  # its owner's eyes only
         for path in source.iterdir():
             path.chmod(0o600)
         previous = os.umask(0o022)
         try:  # quantize writes through the same path as export, onnx's 0600 data files included
-            assert quantize_main([str(source), "--int8", "--quiet", "-o", str(shared / "b")]) == 0
+            assert quantize_main([str(source), "--int8", "--quiet", "-o", str(public / "b")]) == 0
         finally:
             os.umask(previous)
         # The hard-linked tokenizer got a copy of its own: the source's modes are untouched.
         assert {p.stat().st_mode & 0o777 for p in source.iterdir()} == {0o600}
-        modes = {p.name: p.stat().st_mode & 0o777 for p in (shared / "b").rglob("*")}
-        assert (shared / "b").stat().st_mode & 0o777 == 0o755
+        modes = {p.name: p.stat().st_mode & 0o777 for p in (public / "b").rglob("*")}
+        assert (public / "b").stat().st_mode & 0o777 == 0o755
         assert set(modes.values()) == {0o644}, modes
-        speech = shared / "speech.wav"
-        command = [sys.executable, "-c", AS_NOBODY, "transcribe", str(shared / "b"), str(speech)]
+        speech = public / "speech.wav"
+        command = [sys.executable, "-c", AS_NOBODY, "transcribe", str(public / "b"), str(speech)]
         done = subprocess.run(command, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
-        (shared / "b" / "decoder.onnx.data").chmod(0o600)
+        (public / "b" / "decoder.onnx.data").chmod(0o600)
         done = subprocess.run(command, capture_output=True, text=True)
         assert done.returncode == 2 and "Traceback" not in done.stderr
         assert done.stderr.strip().splitlines() == [
-            f"error: {shared / 'b' / 'decoder.onnx.data'}: Permission denied"
+            f"error: {public / 'b' / 'decoder.onnx.data'}: Permission denied"
         ]
-        (shared / "speech.wav").chmod(0o600)
+        (public / "speech.wav").chmod(0o600)
         done = subprocess.run(command, capture_output=True, text=True)
         assert "cannot read" in done.stderr and "permission denied" in done.stderr
         assert "unsupported or damaged" not in done.stderr
     finally:
-        shutil.rmtree(shared)
+        shutil.rmtree(public)
 
 
 def test_a_reader_that_goes_away_is_not_a_traceback(world):

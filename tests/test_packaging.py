@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import venv
 
@@ -54,3 +55,19 @@ def test_base_install_has_no_torch_or_transformers(tmp_path, make_bundle):
     assert done.returncode == 0, done.stderr
     record = json.loads(done.stdout)
     assert record["segments"][0]["token_ids"] and record["timings"]["new_tokens"] > 0
+
+
+def test_nothing_reads_outside_the_repository():
+    """A clone with nothing beside it must pass its tests and run its benchmarks: no code, test,
+    benchmark or build file may name the reference material kept beside the checkout."""
+    beside = re.compile(r"""\.\./shared|["']shared["']""")
+    files = [REPO / "Makefile", REPO / "pyproject.toml", REPO / "models.toml"]
+    for folder in ("tinyaudio", "tests", "benchmarks", "recipe", ".ci"):
+        files += [p for p in (REPO / folder).rglob("*") if p.suffix in ("", ".py", ".toml")]
+    offenders = [
+        str(path.relative_to(REPO))
+        for path in files
+        if path.is_file() and beside.search(path.read_text(errors="ignore"))
+    ]
+    assert not offenders
+    assert (REPO / "tests" / "data" / "audio" / "jfk.wav").is_file()  # the link resolves
