@@ -64,10 +64,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> None:
-    from tinyaudio.bundle import check_output
-
     try:
-        from tinyaudio.quantize.pipeline import check_apart, quantize_bundle
+        from tinyaudio.quantize.pipeline import quantize_bundle
     except ImportError as exc:
         raise missing_extra(exc, "tinyaudio-quantize", "quantize") from None
 
@@ -75,8 +73,6 @@ def _run(args: argparse.Namespace) -> None:
         raise TinyAudioError(f"unknown precision '{args.precision}': choose --int8 or --int4")
     source = Path(args.bundle).expanduser().absolute()
     output = Path(args.output or f"{source}-{args.precision}").expanduser().absolute()
-    check_apart(source, output)
-    check_output(output, args.force)
     quantize_bundle(source, output, args.precision, args.force, args.block_size,
                     gate_audio(args.gate_audio), Progress(enabled=not args.quiet))  # fmt: skip
     print(output)

@@ -125,10 +125,10 @@ class Transcriber:
         """Transcribe a file or an array (any rate, any channels) into text with segment times."""
         timings: dict[str, float] = {}
         segments = []
-        self.prompt_ids(prompt)  # a bad prompt fails before any audio is read
+        ids_around = self.prompt_ids(prompt)  # once per call; a bad prompt fails before any audio
         for start, window in windows(audio_blocks(audio, sample_rate)):
             speech = self._speech(window, timings)
-            ids = self._decode(window, prompt, timings, on_token) if speech else []
+            ids = self._decode(window, ids_around, timings, on_token) if speech else []
             text = finish_transcript(self.tokenizer.decode(self._text_ids(ids)))
             end = start + len(window)
             segments.append(Segment(start / SAMPLE_RATE, end / SAMPLE_RATE, text, ids))
@@ -143,13 +143,13 @@ class Transcriber:
         prompt: str | None = None,
     ) -> Iterator[str]:
         """Yield text as tokens arrive (before the final clean-up; whole characters only)."""
-        self.prompt_ids(prompt)
+        ids_around = self.prompt_ids(prompt)
         for _, window in windows(audio_blocks(audio, sample_rate)):
             if not self._speech(window, {}):
                 continue
             ids: list[int] = []
             shown = ""
-            for token in self._tokens(window, prompt, {}):
+            for token in self._tokens(window, ids_around, {}):
                 ids.append(token)
                 text = self.tokenizer.decode(self._text_ids(ids))
                 if text.startswith(shown) and len(text) > len(shown) and "\ufffd" not in text:
@@ -160,16 +160,19 @@ class Transcriber:
         stops = set(self.engine.stop_ids)
         return [t for t in ids if t not in stops]
 
-    def _decode(self, samples, prompt, timings, on_token) -> list[int]:
+    def _decode(self, samples, ids_around, timings, on_token) -> list[int]:
         ids = []
-        for token in self._tokens(samples, prompt, timings):
+        for token in self._tokens(samples, ids_around, timings):
             ids.append(token)
             if on_token is not None:
                 on_token(token)
         return ids
 
-    def _tokens(self, samples: np.ndarray, prompt: str | None, timings: dict) -> Iterator[int]:
-        """Greedy token ids for one ≤30 s window (stop id included when produced)."""
+    def _tokens(
+        self, samples: np.ndarray, ids_around: tuple[list[int], list[int]], timings: dict
+    ) -> Iterator[int]:
+        """Greedy token ids for one ≤30 s window (stop id included when produced), with the
+        prompt ids before and after its audio rows (``prompt_ids``)."""
         engine = self.engine
 
         def timed(name: str, started: float) -> float:
@@ -184,7 +187,7 @@ class Transcriber:
         clock = timed("encoder", clock)
         rows = engine.audio_rows_from(states, mel_length)
         clock = timed("projector", clock)
-        prefix, suffix = self.prompt_ids(prompt)
+        prefix, suffix = ids_around
         limit = min(
             self.prompt["max_new_tokens"],
             MIN_TOKENS + int(TOKENS_PER_SECOND * len(samples) / SAMPLE_RATE),
