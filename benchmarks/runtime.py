@@ -5,9 +5,9 @@ loop), peak memory, and how often each bundle's tokens agree with the first (FP3
     python benchmarks/runtime.py FP32_BUNDLE INT8_BUNDLE INT4_BUNDLE [--threads 2] [--steps 32]
 
 Each bundle is measured in its own process, so its peak RSS is its own. The naive loop is what a
-straightforward onnxruntime app does: session.run with numpy inputs, then np.concatenate the new
-keys/values onto the cache (a copy of the whole cache per layer per token, and fresh output
-arrays every step). Same graph, same prompt, same tokens; only the loop differs.
+straightforward onnxruntime app does: session.run with numpy inputs, feeding each step's present
+keys/values back as the next step's past (onnxruntime then copies the whole cache into a fresh
+output per layer per token). Same graph, same prompt, same tokens; only the loop differs.
 """
 
 from __future__ import annotations
@@ -54,13 +54,15 @@ def in_place(engine: Engine, prompt: np.ndarray, steps: int) -> tuple[float, flo
 
 def naive(engine: Engine, prompt: np.ndarray, steps: int) -> tuple[float, float, list[int]]:
     decoder = engine.decoder
-    shape = (1, 0, decoder.kv_heads, decoder.head_dim)
+    shape = (1, decoder.kv_heads, 0, decoder.head_dim)
     cache = {name: np.zeros(shape, np.float32) for name in decoder.past_names}
 
     def run(embeds: np.ndarray) -> np.ndarray:
-        outputs = decoder.session.run(None, {"inputs_embeds": embeds, **cache})
-        for name, new in zip(decoder.past_names, outputs[1:], strict=True):
-            cache[name] = np.concatenate([cache[name], new], axis=1)
+        total = cache[decoder.past_names[0]].shape[2] + embeds.shape[1]
+        lengths = {"seqlens_k": np.array([total - 1], np.int32),
+                   "total_sequence_length": np.array(total, np.int32)}  # fmt: skip
+        outputs = decoder.session.run(None, {"inputs_embeds": embeds, **cache, **lengths})
+        cache.update(zip(decoder.past_names, outputs[1:], strict=True))
         return outputs[0]
 
     started = time.perf_counter()

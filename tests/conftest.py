@@ -66,7 +66,7 @@ def cli_error(capsys) -> str:
 
 TINY_GLM = EncoderSpec("glmasr", 32, 2, 2, 64, 128)
 TINY_WHISPER = EncoderSpec("whisper", 32, 2, 2, 64, 80)
-TINY_QWEN3 = LLMSpec("qwen3", 32, 2, 4, 2, 8, 64, 151936, True)
+TINY_QWEN3 = LLMSpec("qwen3", 32, 2, 4, 2, 16, 64, 151936, True)  # GQA: head_dim % 16 == 0
 
 
 @pytest.fixture(autouse=True)

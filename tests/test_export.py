@@ -43,13 +43,14 @@ def test_every_projector_exports_at_every_precision(make_bundle, projector, prec
     decoder = manifest["graphs"]["decoder"]
     inputs = {i["name"]: i["shape"] for i in decoder["inputs"]}
     outputs = {o["name"]: o["shape"] for o in decoder["outputs"]}
-    kv = [dims["num_kv_heads"], dims["head_dim"]]
+    cache = [1, dims["num_kv_heads"], "capacity", dims["head_dim"]]  # heads first, shared
     assert inputs["inputs_embeds"] == [1, "sequence", dims["llm_hidden"]]
+    assert inputs["seqlens_k"] == [1] and inputs["total_sequence_length"] == []
     assert outputs["logits"] == [1, dims["vocab_size"]]  # last position only
     for layer in range(dims["num_layers"]):
         for kind in ("key", "value"):
-            assert inputs[f"past_{kind}.{layer}"] == [1, "past_sequence", *kv]
-            assert outputs[f"new_{kind}.{layer}"] == [1, "sequence", *kv]
+            assert inputs[f"past_{kind}.{layer}"] == cache
+            assert outputs[f"present_{kind}.{layer}"] == cache
     encoder_input = manifest["graphs"]["encoder"]["inputs"][0]
     assert encoder_input["name"] == "input_features" and encoder_input["shape"][2] == "frames"
     graph_ops = {name: ops(bundle / f"{name}.onnx") for name in ("encoder", "decoder")}
@@ -158,24 +159,30 @@ def test_quantized_embedding_rows_are_the_lm_head_weights(make_bundle, precision
 
 
 def test_decoder_writes_the_cache_in_place(make_bundle):
-    """IO binding: new keys/values land in the preallocated buffer; the buffers never move."""
+    """Past and present share one buffer per layer: a step writes only its own rows there, the
+    buffers never move, and a prefill in chunks equals a prefill in one go."""
     engine = Engine.from_bundle(make_bundle("fp32"))
+    assert "GroupQueryAttention" in ops(engine.directory / "decoder.onnx")
     rows = engine.audio_rows(*engine.features(probe_signals()["voiced"], padded=False))
     prompt = engine.prompt_embeds(rows)
-    cache = engine.decoder.new_cache(prompt.shape[1] + 4)
-    pointers = [buffer.ctypes.data for buffer in cache.buffers]
-    plain = engine.decoder.session.run(None, {"inputs_embeds": prompt, **{
-        name: np.zeros((1, 0, *cache.buffers[0].shape[2:]), np.float32)
-        for name in engine.decoder.past_names}})  # fmt: skip
-    logits = engine.decoder.forward(prompt, cache).copy()
-    np.testing.assert_allclose(logits, plain[0], atol=1e-6)
     length = prompt.shape[1]
-    for buffer, delta in zip(cache.buffers, plain[1:], strict=True):
-        np.testing.assert_allclose(buffer[:, :length], delta, atol=1e-6)
-        assert not buffer[:, length:].any()
-    engine.decoder.forward(engine.embeddings([int(np.argmax(logits))])[None], cache)
-    assert cache.length == length + 1
-    assert [buffer.ctypes.data for buffer in cache.buffers] == pointers
+    whole = engine.decoder.new_cache(length + 4)
+    pointers = [buffer.ctypes.data for buffer in whole.buffers]
+    logits = engine.decoder.forward(prompt, whole).copy()
+    assert whole.length == length
+    for buffer in whole.buffers:
+        assert buffer[:, :, :length].any() and not buffer[:, :, length:].any()
+    chunked = engine.decoder.new_cache(length + 4)
+    for start in range(0, length, 7):
+        chunk_logits = engine.decoder.forward(prompt[:, start : start + 7], chunked)
+    np.testing.assert_allclose(chunk_logits, logits, atol=1e-5)
+    for a, b in zip(whole.buffers, chunked.buffers, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    engine.decoder.forward(engine.embeddings([int(np.argmax(logits))])[None], whole)
+    assert whole.length == length + 1
+    assert [buffer.ctypes.data for buffer in whole.buffers] == pointers
+    with pytest.raises(TinyAudioError, match="positions"):
+        engine.decoder.new_cache(engine.manifest["dims"]["max_positions"] + 1)
 
 
 def test_damaged_bundles_are_clear_errors(make_bundle, tmp_path):
@@ -189,6 +196,9 @@ def test_damaged_bundles_are_clear_errors(make_bundle, tmp_path):
     manifest = json.loads((bundle / "manifest.json").read_text())
     (bundle / "manifest.json").write_text(json.dumps({**manifest, "format_version": 99}))
     with pytest.raises(TinyAudioError, match=r"format version 99.*upgrade"):
+        read_manifest(bundle)
+    (bundle / "manifest.json").write_text(json.dumps({**manifest, "format_version": 1}))
+    with pytest.raises(TinyAudioError, match=r"format version 1, from an older.*export it again"):
         read_manifest(bundle)
     (bundle / "manifest.json").write_text(json.dumps(manifest))
     (bundle / "decoder.onnx").unlink()

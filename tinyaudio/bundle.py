@@ -26,7 +26,7 @@ from typing import Any
 from tinyaudio.errors import TinyAudioError
 
 FORMAT = "tinyaudio-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: GroupQueryAttention decoder with a shared heads-first KV cache
 MANIFEST = "manifest.json"
 GRAPHS = ("encoder", "projector", "decoder")
 PRECISIONS = ("fp32", "int8", "int4")
@@ -257,6 +257,11 @@ def read_manifest(directory: Path) -> dict[str, Any]:
         raise TinyAudioError(
             f"bundle {directory} has format version {version}; this tinyaudio reads up to "
             f"{FORMAT_VERSION}: upgrade tinyaudio"
+        )
+    if version < FORMAT_VERSION:
+        raise TinyAudioError(
+            f"bundle {directory} has format version {version}, from an older tinyaudio whose "
+            f"decoder this one no longer runs: export it again (tinyaudio-export)"
         )
     missing = [key for key in _REQUIRED if key not in manifest]
     if missing:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 
 from tinyaudio.errors import TinyAudioError
@@ -17,6 +18,9 @@ from tinyaudio.errors import TinyAudioError
 # onnx 1.23 writes IR version 14 by default; onnxruntime 1.31 reads up to 13 and the ops we use
 # need 10 at most.
 IR_VERSION = 10
+INLINE_BYTES = 1024  # smaller tensors stay in the protobuf, as save_model leaves them
+ALIGN_BYTES = 1 << 20  # tensors this large start on an ALIGNMENT boundary: mappable
+ALIGNMENT = 1 << 16  # onnx's own choice: a page on every platform (Windows' mapping granularity)
 
 
 def save_model(model: onnx.ModelProto, path: Path) -> None:
@@ -32,6 +36,44 @@ def save_model(model: onnx.ModelProto, path: Path) -> None:
         location=data.name,
         size_threshold=1024,
     )
+
+
+class ExternalWeights:
+    """Writes a graph's weights to ``<name>.data`` one by one as the graph is built, so a writer
+    never holds a second copy of the model's weights (as ``save_model`` on a full proto does)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data = path.with_name(path.name + ".data")
+
+    def __enter__(self) -> ExternalWeights:
+        self.file = self.data.open("wb")
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.file.close()
+
+    def add(self, name: str, array: np.ndarray) -> onnx.TensorProto:
+        """The initializer ``name``: inline if small, else appended to the data file."""
+        if array.nbytes < INLINE_BYTES:
+            return onnx.numpy_helper.from_array(array, name)
+        offset = self.file.tell()
+        if array.nbytes >= ALIGN_BYTES and offset % ALIGNMENT:
+            offset += ALIGNMENT - offset % ALIGNMENT
+            self.file.seek(offset)
+        self.file.write(np.ascontiguousarray(array).data)
+        tensor = onnx.TensorProto(name=name, dims=array.shape)
+        tensor.data_type = onnx.helper.np_dtype_to_tensor_dtype(array.dtype)
+        tensor.data_location = onnx.TensorProto.EXTERNAL
+        for key, value in (("location", self.data.name), ("offset", offset),
+                           ("length", array.nbytes)):  # fmt: skip
+            tensor.external_data.add(key=key, value=str(value))
+        return tensor
+
+    def save(self, model: onnx.ModelProto) -> None:
+        model.ir_version = min(model.ir_version, IR_VERSION)
+        self.file.flush()
+        onnx.save_model(model, str(self.path))
 
 
 def load_model(path: Path, weights: bool = True) -> onnx.ModelProto:

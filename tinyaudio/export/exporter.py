@@ -10,7 +10,7 @@ from typing import Any
 
 from tinyaudio.bundle import write_manifest
 from tinyaudio.errors import TinyAudioError
-from tinyaudio.export import graphs
+from tinyaudio.export import decoder_graph, graphs
 from tinyaudio.export.loader import TinyAudioModel
 from tinyaudio.export.parity import check_parity
 from tinyaudio.export.reference import ReferenceTranscriber
@@ -33,10 +33,10 @@ def export_fp32(model: TinyAudioModel, directory: Path, progress: Progress) -> d
         graphs.export_projector(
             model.projector, model.encoder.hidden_size, directory / files["projector"]
         )
-    with progress.stage("export decoder (KV cache, inputs_embeds, last-position logits)"):
-        graphs.export_decoder(model.language_model, directory / files["decoder"])
+    with progress.stage("export decoder (GroupQueryAttention, shared KV cache, last logits)"):
+        positions = decoder_graph.export_decoder(model.language_model, directory / files["decoder"])
     model.tokenizer.backend_tokenizer.save(str(directory / "tokenizer.json"))
-    dims = _dims(model, n_mels)
+    dims = _dims(model, n_mels, positions)
     manifest = {
         "precision": "fp32",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -66,7 +66,7 @@ def export_fp32(model: TinyAudioModel, directory: Path, progress: Progress) -> d
     return write_manifest(directory, manifest)
 
 
-def _dims(model: TinyAudioModel, n_mels: int) -> dict[str, int]:
+def _dims(model: TinyAudioModel, n_mels: int, positions: int) -> dict[str, int]:
     config = model.language_model.config
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     return {
@@ -77,7 +77,7 @@ def _dims(model: TinyAudioModel, n_mels: int) -> dict[str, int]:
         "num_layers": config.num_hidden_layers,
         "num_kv_heads": config.num_key_value_heads,
         "head_dim": head_dim,
-        "max_positions": min(config.max_position_embeddings, graphs.MAX_POSITIONS),
+        "max_positions": positions,
     }
 
 

@@ -85,7 +85,7 @@ def ladder(precision: str, block_size: int) -> list[Recipe]:
                 8,
                 block_size,
                 4,
-                ("v_proj", "down_proj"),
+                ("qkv_proj", "down_proj"),
             ),
         ]
     raise TinyAudioError(f"unknown precision '{precision}': choose int8 or int4")

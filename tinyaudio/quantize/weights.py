@@ -60,7 +60,7 @@ def nbits(
     eight_bit_layers: tuple[str, ...] = (),
 ) -> None:
     """MatMulNBits everywhere; the LM head at ``lm_head_bits`` and layers whose name ends with
-    one of ``eight_bit_layers`` (e.g. ``v_proj``) at 8 bits."""
+    one of ``eight_bit_layers`` (e.g. ``qkv_proj``) at 8 bits."""
     from onnxruntime.quantization.matmul_nbits_quantizer import (
         DefaultWeightOnlyQuantConfig,
         MatMulNBitsQuantizer,

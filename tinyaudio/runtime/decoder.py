@@ -1,9 +1,9 @@
-"""The decoder loop: a preallocated KV cache that onnxruntime writes into in place.
+"""The decoder loop: one preallocated KV cache that onnxruntime reads and writes in place.
 
-The decoder graph returns only the new positions' keys/values (see export/graphs.py). With IO
-binding, ``past`` is bound to ``cache[:, :P]`` and the outputs to ``cache[:, P:P+S]`` of the same
-buffer, so a step reads the cache where it lies and appends to it where it lies: no per-step cache
-copies and no allocations (tests check that the bound pointers never move).
+The decoder graph (export/decoder_graph.py) attends with GroupQueryAttention, whose past and
+present are the same [1, kv_heads, capacity, head_dim] buffer per layer: with IO binding both
+point at it, so a step reads the cache where it lies and writes only its new rows: no per-step
+cache copies and no allocations (tests check that the bound pointers never move).
 """
 
 from __future__ import annotations
@@ -18,19 +18,19 @@ from tinyaudio.errors import TinyAudioError
 
 
 class KVCache:
-    """One [1, capacity, kv_heads, head_dim] float32 buffer per layer and per K/V."""
+    """One [1, kv_heads, capacity, head_dim] float32 buffer per layer and per K/V."""
 
     def __init__(self, layers: int, kv_heads: int, head_dim: int, capacity: int) -> None:
-        shape = (1, capacity, kv_heads, head_dim)
+        shape = (1, kv_heads, capacity, head_dim)
         self.buffers = [np.zeros(shape, dtype=np.float32) for _ in range(2 * layers)]
         self.capacity = capacity
         self.length = 0
 
     def append(self, states: list[np.ndarray]) -> None:
-        """Copy precomputed positions (one [1, n, kv, hd] array per buffer) to the end."""
-        count = states[0].shape[1]
+        """Copy precomputed positions (one [1, kv, n, hd] array per buffer) to the end."""
+        count = states[0].shape[2]
         for buffer, state in zip(self.buffers, states, strict=True):
-            buffer[:, self.length : self.length + count] = state
+            buffer[:, :, self.length : self.length + count] = state[:, :, :count]
         self.length += count
 
 
@@ -41,17 +41,26 @@ class Decoder:
         self.kv_heads = dims["num_kv_heads"]
         self.head_dim = dims["head_dim"]
         self.vocab_size = dims["vocab_size"]
-        self.past_names = [i.name for i in session.get_inputs()][1:]
-        self.new_names = [o.name for o in session.get_outputs()][1:]
-        if len(self.past_names) != 2 * self.layers or len(self.new_names) != 2 * self.layers:
+        self.max_positions = dims["max_positions"]
+        names = [i.name for i in session.get_inputs()]
+        self.past_names = [n for n in names if n.startswith("past_")]
+        self.present_names = [o.name for o in session.get_outputs()][1:]
+        if len(self.past_names) != 2 * self.layers or len(self.present_names) != 2 * self.layers:
             raise TinyAudioError(
                 f"decoder graph has {len(self.past_names)} cache inputs, the manifest says "
                 f"{self.layers} layers"
             )
         self.logits = np.zeros((1, self.vocab_size), dtype=np.float32)
+        self.seqlens = np.zeros(1, dtype=np.int32)  # total length − 1, as GroupQueryAttention wants
+        self.total = np.zeros((), dtype=np.int32)
         self.binding = session.io_binding()
 
     def new_cache(self, capacity: int) -> KVCache:
+        if capacity > self.max_positions:
+            raise TinyAudioError(
+                f"prompt and output need {capacity} positions; this decoder holds at most "
+                f"{self.max_positions}"
+            )
         return KVCache(self.layers, self.kv_heads, self.head_dim, capacity)
 
     def forward(self, embeds: np.ndarray, cache: KVCache) -> np.ndarray:
@@ -62,14 +71,17 @@ class Decoder:
             raise TinyAudioError(
                 f"prompt and output need {start + new} positions, the cache holds {cache.capacity}"
             )
+        self.total[()] = start + new
+        self.seqlens[0] = start + new - 1
         binding = self.binding
         binding.bind_cpu_input("inputs_embeds", embeds)
-        past_shape = [1, start, self.kv_heads, self.head_dim]
-        new_shape = [1, new, self.kv_heads, self.head_dim]
-        for past, out, buffer in zip(self.past_names, self.new_names, cache.buffers, strict=True):
-            binding.bind_input(past, "cpu", 0, np.float32, past_shape, buffer.ctypes.data)
-            append_at = buffer[:, start:].ctypes.data
-            binding.bind_output(out, "cpu", 0, np.float32, new_shape, append_at)
+        binding.bind_cpu_input("seqlens_k", self.seqlens)
+        binding.bind_cpu_input("total_sequence_length", self.total)
+        shape = list(cache.buffers[0].shape)
+        for past, present, buffer in zip(self.past_names, self.present_names, cache.buffers,
+                                         strict=True):  # fmt: skip
+            binding.bind_input(past, "cpu", 0, np.float32, shape, buffer.ctypes.data)
+            binding.bind_output(present, "cpu", 0, np.float32, shape, buffer.ctypes.data)
         binding.bind_output("logits", "cpu", 0, np.float32, list(self.logits.shape),
                             self.logits.ctypes.data)  # fmt: skip
         self.session.run_with_iobinding(binding)
