@@ -13,6 +13,7 @@ import pytest
 from tests.conftest import REPO, cli_error
 from tinyaudio.bench.cli import ORDER, Run, measure_in_child
 from tinyaudio.bench.clips import transcript_tokens
+from tinyaudio.bench.report import targets
 from tinyaudio.cli import main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -27,7 +28,8 @@ def quick(tmp_path_factory):
         "HF_HUB_OFFLINE": "1",
     }
     done = subprocess.run(
-        [sys.executable, "-m", "tinyaudio.cli", "bench", "--quick", "-o", str(output)],
+        [sys.executable, "-m", "tinyaudio.cli", "bench", "--quick", "--repeats", "1", "-o",
+         str(output)],
         capture_output=True, text=True, cwd=REPO, env={**os.environ, **cache},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
@@ -106,3 +108,34 @@ def test_existing_results_are_not_replaced_without_force(tmp_path, capsys):
     assert main(["bench", "--quick", "-o", str(mine), "--force"]) == 2
     assert "is not a tinyaudio bench result" in cli_error(capsys)
     assert (mine / "notes.txt").read_text() == "mine"
+
+
+def test_targets_name_every_goal_and_never_hide_one(quick):
+    """Each performance target gets MET or MISSED with its figure; a configuration the run did
+    not measure is said to be missing, not dropped."""
+    results = json.loads((quick[0] / "bench.json").read_text())["results"]
+    lines = targets(results)
+    assert len(lines) == 8, lines
+    assert all(line.endswith(("MET", "MISSED")) for line in lines), lines
+    genai_10s = results["genai-int4"]["clips"][1]
+    ours_10s = results["int4-fast"]["clips"][1]
+    ratio = ours_10s["decode_tok_s"] / genai_10s["decode_tok_s"]
+    assert f"{ratio:.2f}" in lines[0] and f"{ours_10s['prompt_tokens']} positions" in lines[0]
+    assert ("MET" if ratio >= 1.1 else "MISSED") == lines[0].split()[-1]
+    rss = max(c["peak_rss_mb"] for c in results["int4-fast"]["clips"])
+    assert f"peak RSS {rss:.0f} MB" in lines[-1]
+    partial = {k: v for k, v in results.items() if k not in ("genai-int4", "pytorch-fp32")}
+    missing = [line for line in targets(partial) if "not measured in this run" in line]
+    assert len(missing) == 4, missing  # genai at 10 s and 30 s, PyTorch for int8 and int4
+
+
+def test_cached_bundles_from_an_older_format_are_rebuilt(tmp_path):
+    from tinyaudio.bench.bundles import _stale
+    from tinyaudio.bundle import FORMAT_VERSION
+
+    bundle = tmp_path / "int4"
+    assert not _stale(bundle)  # nothing cached: built as usual
+    bundle.mkdir()
+    for version, stale in ((FORMAT_VERSION - 1, True), (FORMAT_VERSION, False)):
+        (bundle / "manifest.json").write_text(json.dumps({"format_version": version}))
+        assert _stale(bundle) == stale

@@ -88,8 +88,8 @@ def test_interrupted_export_leaves_nothing(make_checkpoint, tmp_path, sig):
     command = [sys.executable, "-m", "tinyaudio.export", "--model", str(make_checkpoint()),
                "--int8", "-o", str(output)]  # fmt: skip
     child = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True)
-    for line in child.stderr:  # wait until the export is well under way
-        if "export decoder" in line:
+    for line in child.stderr:  # wait until the export is under way: tracing the encoder
+        if "export encoder" in line:
             break
     time.sleep(1.0)
     assert any(tmp_path.iterdir()), "the export should have a work directory by now"

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tinyaudio.bundle import scratch_directory
+from tinyaudio.bundle import FORMAT_VERSION, scratch_directory
 from tinyaudio.errors import TinyAudioError
 from tinyaudio.progress import Progress
 from tinyaudio.registry import cache_root
@@ -46,6 +46,9 @@ def build_bundles(
     if rebuild and directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    for precision in PRECISIONS:
+        if _stale(directory / precision):
+            shutil.rmtree(directory / precision)
     built: dict[str, Path] = {}
     fp32 = directory / "fp32"
     if not (fp32 / "manifest.json").is_file():
@@ -91,6 +94,15 @@ def build_bundles(
     if genai:
         built |= _build_genai(directory, fp32, progress)
     return built
+
+
+def _stale(bundle: Path) -> bool:
+    """A cached bundle in an older format (an earlier tinyaudio built it): rebuilt, not refused."""
+    try:
+        manifest = json.loads((bundle / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return manifest.get("format_version") != FORMAT_VERSION
 
 
 def _build_genai(directory: Path, fp32: Path, progress: Progress) -> dict[str, Path]:

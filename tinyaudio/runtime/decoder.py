@@ -8,6 +8,7 @@ cache copies and no allocations (tests check that the bound pointers never move)
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -54,6 +55,21 @@ class Decoder:
         self.seqlens = np.zeros(1, dtype=np.int32)  # total length − 1, as GroupQueryAttention wants
         self.total = np.zeros((), dtype=np.int32)
         self.binding = session.io_binding()
+        self.binding.bind_output("logits", "cpu", 0, np.float32, list(self.logits.shape),
+                                 self.logits.ctypes.data)  # fmt: skip
+        self._bound: weakref.ref[KVCache] | None = None  # the cache the binding points into
+
+    def _bind_cache(self, cache: KVCache) -> None:
+        """Point past and present at ``cache``'s buffers, once per cache: 56 bindings cost
+        ~1.5 ms, 6 % of a Qwen3-0.6B step, if they are made every token."""
+        if self._bound is not None and self._bound() is cache:
+            return
+        shape = list(cache.buffers[0].shape)
+        for past, present, buffer in zip(self.past_names, self.present_names, cache.buffers,
+                                         strict=True):  # fmt: skip
+            self.binding.bind_input(past, "cpu", 0, np.float32, shape, buffer.ctypes.data)
+            self.binding.bind_output(present, "cpu", 0, np.float32, shape, buffer.ctypes.data)
+        self._bound = weakref.ref(cache)
 
     def new_cache(self, capacity: int) -> KVCache:
         if capacity > self.max_positions:
@@ -77,13 +93,7 @@ class Decoder:
         binding.bind_cpu_input("inputs_embeds", embeds)
         binding.bind_cpu_input("seqlens_k", self.seqlens)
         binding.bind_cpu_input("total_sequence_length", self.total)
-        shape = list(cache.buffers[0].shape)
-        for past, present, buffer in zip(self.past_names, self.present_names, cache.buffers,
-                                         strict=True):  # fmt: skip
-            binding.bind_input(past, "cpu", 0, np.float32, shape, buffer.ctypes.data)
-            binding.bind_output(present, "cpu", 0, np.float32, shape, buffer.ctypes.data)
-        binding.bind_output("logits", "cpu", 0, np.float32, list(self.logits.shape),
-                            self.logits.ctypes.data)  # fmt: skip
+        self._bind_cache(cache)
         self.session.run_with_iobinding(binding)
         cache.length = start + new
         return self.logits
