@@ -52,7 +52,7 @@ def test_tokens_match_the_reference(make_bundle, make_checkpoint, clips, project
     transcriber = Transcriber.from_bundle(bundle, exact=exact, speech_gate=False)
     for name, audio in clips.items():
         if name == "over 30 s" and projector != "mlp":
-            continue  # windowing is the projector's business nowhere: one projector covers it
+            continue  # windowing does not depend on the projector: one projector covers it
         result = transcriber.transcribe(audio, RATE)
         assert result.segments, name
         for segment in result.segments:

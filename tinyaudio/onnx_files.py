@@ -2,13 +2,13 @@
 
 Weights go to one external ``<graph>.onnx.data`` file per graph: it keeps the protobuf under its
 2 GB limit, lets onnxruntime map the weights, and lets the runtime read the token-embedding rows
-straight out of the decoder's LM head (see ``embedding_spec``).
+straight out of the decoder's LM head (see ``tensor_location``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import onnx
@@ -18,6 +18,7 @@ from tinyaudio.errors import TinyAudioError
 # onnx 1.23 writes IR version 14 by default; onnxruntime 1.31 reads up to 13 and the ops we use
 # need 10 at most.
 IR_VERSION = 10
+OPSET = 21  # every graph's default-domain opset
 INLINE_BYTES = 1024  # smaller tensors stay in the protobuf, as save_model leaves them
 ALIGN_BYTES = 1 << 20  # tensors this large start on an ALIGNMENT boundary: mappable
 ALIGNMENT = 1 << 16  # onnx's own choice: a page on every platform (Windows' mapping granularity)
@@ -34,7 +35,7 @@ def save_model(model: onnx.ModelProto, path: Path) -> None:
         save_as_external_data=True,
         all_tensors_to_one_file=True,
         location=data.name,
-        size_threshold=1024,
+        size_threshold=INLINE_BYTES,
     )
 
 
@@ -45,6 +46,7 @@ class ExternalWeights:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.data = path.with_name(path.name + ".data")
+        self.file: BinaryIO | None = None
 
     def __enter__(self) -> ExternalWeights:
         self.file = self.data.open("wb")

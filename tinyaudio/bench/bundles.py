@@ -97,7 +97,8 @@ def build_bundles(
 
 
 def _stale(bundle: Path) -> bool:
-    """A cached bundle in an older format (an earlier tinyaudio built it): rebuilt, not refused."""
+    """A cached bundle in another format (another tinyaudio version built it): rebuilt, not
+    refused."""
     try:
         manifest = json.loads((bundle / "manifest.json").read_text())
     except (OSError, ValueError):

@@ -28,28 +28,32 @@ import numpy as np
 import onnx
 import torch
 from onnx import TensorProto, helper
-from transformers import PreTrainedModel
+from transformers import PretrainedConfig, PreTrainedModel
 
 from tinyaudio.errors import TinyAudioError
-from tinyaudio.onnx_files import ExternalWeights
+from tinyaudio.onnx_files import OPSET, ExternalWeights
 
-OPSET = 21
 MS_DOMAIN = "com.microsoft"
 ROTARY_POSITIONS = 8192  # the rotary tables' length: a 30 s window needs ~400 prompt positions
+VARIABLE_ROPE = ("dynamic", "longrope")  # their frequencies change with the length: no fixed table
 
 
 class _Graph:
     """Nodes and their weights; each weight goes straight to the data file as it is added."""
 
-    def __init__(self, weights: ExternalWeights, modules: dict[int, str]) -> None:
+    def __init__(self, weights: ExternalWeights, model: PreTrainedModel) -> None:
         self.weights = weights
-        self.modules = modules  # id(module) → its name in the model, for weight names
+        self.names = {id(m): n for n, m in model.named_modules()}  # weights named as in PyTorch
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[TensorProto] = []
         self._count = 0
 
     def weight(self, name: str, array: np.ndarray) -> str:
         self.initializers.append(self.weights.add(name, array))
+        return name
+
+    def constant(self, name: str, values: list[int]) -> str:
+        self.initializers.append(onnx.numpy_helper.from_array(np.array(values, np.int64), name))
         return name
 
     def node(self, op: str, inputs: list[str], outputs: int | list[str] = 1, name: str = "",
@@ -73,21 +77,23 @@ class _Graph:
         return out
 
     def rms_norm(self, x: str, norm: torch.nn.Module, eps: float) -> str:
-        scale = self.weight(self.modules[id(norm)], _array(norm.weight))
+        scale = self.weight(self.names[id(norm)], _array(norm.weight))
         return self.node("SimplifiedLayerNormalization", [x, scale], axis=-1, epsilon=eps)[0]
+
+    def head_norm(self, x: str, norm: torch.nn.Module, eps: float, size: int) -> str:
+        """Qwen3's RMSNorm over each head of [1, S, heads·size]."""
+        by_head = self.node("Reshape", [x, self.constant(f"{x}/shape", [0, 0, -1, size])])
+        normed = self.rms_norm(by_head[0], norm, eps)
+        return self.node("Reshape", [normed, self.constant(f"{x}/flat", [0, 0, -1])])[0]
 
     def skip_rms_norm(self, x: str, skip: str, norm: torch.nn.Module, eps: float) -> list[str]:
         """(norm(x + skip), x + skip) in one fused node."""
-        scale = self.weight(self.modules[id(norm)], _array(norm.weight))
-        name = f"{self.modules[id(norm)]}/skip"
+        name = self.names[id(norm)]
+        scale = self.weight(name, _array(norm.weight))
         outputs = [f"{name}/normed", "", "", f"{name}/sum"]
-        self.node("SkipSimplifiedLayerNormalization", [x, skip, scale], outputs, name,
+        self.node("SkipSimplifiedLayerNormalization", [x, skip, scale], outputs, f"{name}/skip",
                   MS_DOMAIN, epsilon=eps)  # fmt: skip
         return [outputs[0], outputs[3]]
-
-    def constant(self, name: str, values: list[int]) -> str:
-        self.initializers.append(onnx.numpy_helper.from_array(np.array(values, np.int64), name))
-        return name
 
 
 def _array(tensor: torch.Tensor) -> np.ndarray:
@@ -100,7 +106,15 @@ def _bias(module: torch.nn.Linear) -> torch.Tensor:
     return module.bias.detach().float()
 
 
-def rotary_tables(language_model: PreTrainedModel, positions: int) -> tuple[np.ndarray, ...]:
+def _float(name: str, shape: list[int | str]) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+
+def head_dim(config: PretrainedConfig) -> int:
+    return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+
+
+def rotary_tables(language_model: PreTrainedModel, positions: int) -> tuple[np.ndarray, np.ndarray]:
     """cos/sin [positions, head_dim/2] exactly as the model's rotary module computes them
     (its inv_freq carries any rope scaling; attention_scaling multiplies both)."""
     rotary = language_model.model.rotary_emb
@@ -110,102 +124,101 @@ def rotary_tables(language_model: PreTrainedModel, positions: int) -> tuple[np.n
     return _array(freqs.cos() * scaling), _array(freqs.sin() * scaling)
 
 
-def check_supported(config) -> None:
-    """The layer shapes this builder writes; anything else is refused, never approximated."""
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+def check_supported(config: PretrainedConfig) -> None:
+    """The decoders this builder writes; anything else is refused (at load, before minutes of
+    export), never approximated."""
+    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    rope_type = rope.get("rope_type", rope.get("type", "default"))
     problems = []
     if config.hidden_act != "silu":
         problems.append(f"activation {config.hidden_act} (only silu)")
-    if head_dim % 16:
-        problems.append(f"head_dim {head_dim} (GroupQueryAttention needs a multiple of 16)")
-    if getattr(config, "use_sliding_window", False):
+    if head_dim(config) % 16:
+        problems.append(f"head_dim {head_dim(config)} (GroupQueryAttention needs a multiple of 16)")
+    if getattr(config, "use_sliding_window", False) or any(
+        kind != "full_attention" for kind in getattr(config, "layer_types", None) or []
+    ):
         problems.append("sliding-window attention")
+    if rope_type in VARIABLE_ROPE:
+        problems.append(f"'{rope_type}' rotary scaling")
+    if not getattr(config, "tie_word_embeddings", False):
+        problems.append("an LM head not tied to the input embeddings (the runtime reads token "
+                        "embeddings from the LM head)")  # fmt: skip
     if problems:
         raise TinyAudioError(f"cannot export this decoder LLM: {'; '.join(problems)}")
+
+
+def _layer(graph: _Graph, layer: torch.nn.Module, index: int, inputs: tuple[str, str],
+           following: torch.nn.Module, rotary: list[str]) -> tuple[str, str]:  # fmt: skip
+    """One decoder layer: (its input normed, the residual stream) → the same for the next."""
+    config = layer.self_attn.config
+    attention, mlp, eps, dim = layer.self_attn, layer.mlp, config.rms_norm_eps, head_dim(config)
+    heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
+    normed, hidden = inputs
+    prefix = f"model.layers.{index}"
+    qkv = graph.linear(normed, [attention.q_proj, attention.k_proj, attention.v_proj],
+                       f"{prefix}.self_attn.qkv_proj")  # fmt: skip
+    widths = graph.constant(f"{prefix}/qkv_widths", [heads * dim, kv_heads * dim, kv_heads * dim])
+    query, key, value = graph.node("Split", [qkv, widths], 3, axis=-1)
+    if hasattr(attention, "q_norm"):  # Qwen3: RMSNorm over each head before the rotary
+        query = graph.head_norm(query, attention.q_norm, eps, dim)
+        key = graph.head_norm(key, attention.k_norm, eps, dim)
+    context = graph.node(
+        "GroupQueryAttention",
+        [query, key, value, f"past_key.{index}", f"past_value.{index}", "seqlens_k",
+         "total_sequence_length", *rotary],
+        [f"{prefix}.self_attn/context", f"present_key.{index}", f"present_value.{index}"],
+        f"{prefix}.self_attn.attention",
+        MS_DOMAIN,
+        num_heads=heads,
+        kv_num_heads=kv_heads,
+        scale=float(attention.scaling),
+        do_rotary=1,
+        rotary_interleaved=0,
+    )[0]  # fmt: skip
+    attended = graph.linear(context, [attention.o_proj], f"{prefix}.self_attn.o_proj")
+    normed, hidden = graph.skip_rms_norm(attended, hidden, layer.post_attention_layernorm, eps)
+    gate_up = graph.linear(normed, [mlp.gate_proj, mlp.up_proj], f"{prefix}.mlp.gate_up_proj")
+    halves = graph.constant(f"{prefix}/mlp_widths", [config.intermediate_size] * 2)
+    gate, up = graph.node("Split", [gate_up, halves], 2, axis=-1)
+    (silu,) = graph.node("Mul", [gate, graph.node("Sigmoid", [gate])[0]])
+    (product,) = graph.node("Mul", [silu, up])
+    down = graph.linear(product, [mlp.down_proj], f"{prefix}.mlp.down_proj")
+    return tuple(graph.skip_rms_norm(down, hidden, following, eps))
 
 
 def export_decoder(language_model: PreTrainedModel, path: Path) -> int:
     """Write the decoder graph to ``path`` (+ ``.data``); returns the rotary tables' length."""
     config = language_model.config
     check_supported(config)
-    heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    eps = config.rms_norm_eps
     positions = min(config.max_position_embeddings, ROTARY_POSITIONS)
-    model = language_model.model
+    layers, final_norm = language_model.model.layers, language_model.model.norm
     with ExternalWeights(path) as weights:
-        graph = _Graph(weights, {id(m): n for n, m in language_model.named_modules()})
+        graph = _Graph(weights, language_model)
         cos, sin = rotary_tables(language_model, positions)
         rotary = [graph.weight("rotary.cos", cos), graph.weight("rotary.sin", sin)]
-        split_qkv = graph.constant("split.qkv", [heads * head_dim, *[kv_heads * head_dim] * 2])
-        split_mlp = graph.constant("split.mlp", [config.intermediate_size] * 2)
-        by_head = graph.constant("shape.by_head", [0, 0, -1, head_dim])
-        flat = graph.constant("shape.flat", [0, 0, -1])
-        layers = model.layers
-        hidden = "inputs_embeds"
-        normed = graph.rms_norm(hidden, layers[0].input_layernorm, eps)
+        state = (graph.rms_norm("inputs_embeds", layers[0].input_layernorm, config.rms_norm_eps),
+                 "inputs_embeds")  # fmt: skip
         for index, layer in enumerate(layers):
-            attention, mlp = layer.self_attn, layer.mlp
-            prefix = f"model.layers.{index}"
-            qkv = graph.linear(normed, [attention.q_proj, attention.k_proj, attention.v_proj],
-                               f"{prefix}.self_attn.qkv_proj")  # fmt: skip
-            query, key, value = graph.node("Split", [qkv, split_qkv], 3, axis=-1)
-            if hasattr(attention, "q_norm"):  # Qwen3: RMSNorm over each head before the rotary
-                query, key = (
-                    graph.node("Reshape", [graph.rms_norm(
-                        graph.node("Reshape", [x, by_head])[0], norm, eps), flat])[0]
-                    for x, norm in ((query, attention.q_norm), (key, attention.k_norm))
-                )  # fmt: skip
-            past = [f"past_key.{index}", f"past_value.{index}"]
-            present = [f"present_key.{index}", f"present_value.{index}"]
-            context = graph.node(
-                "GroupQueryAttention",
-                [query, key, value, *past, "seqlens_k", "total_sequence_length", *rotary],
-                [f"{prefix}.self_attn/context", *present],
-                f"{prefix}.self_attn.attention",
-                MS_DOMAIN,
-                num_heads=heads,
-                kv_num_heads=kv_heads,
-                scale=float(attention.scaling),
-                do_rotary=1,
-                rotary_interleaved=0,
-            )[0]
-            attended = graph.linear(context, [attention.o_proj], f"{prefix}.self_attn.o_proj")
-            normed, hidden = graph.skip_rms_norm(attended, hidden, layer.post_attention_layernorm,
-                                                 eps)  # fmt: skip
-            gate_up = graph.linear(normed, [mlp.gate_proj, mlp.up_proj],
-                                   f"{prefix}.mlp.gate_up_proj")  # fmt: skip
-            gate, up = graph.node("Split", [gate_up, split_mlp], 2, axis=-1)
-            (silu,) = graph.node("Mul", [gate, graph.node("Sigmoid", [gate])[0]])
-            (product,) = graph.node("Mul", [silu, up])
-            down = graph.linear(product, [mlp.down_proj], f"{prefix}.mlp.down_proj")
-            following = layers[index + 1].input_layernorm if index + 1 < len(layers) else model.norm
-            normed, hidden = graph.skip_rms_norm(down, hidden, following, eps)
-        last = graph.constant("position.last", [-1])
-        (final,) = graph.node("Gather", [normed, last], axis=1)  # [1, 1, H]
-        (final,) = graph.node("Reshape", [final, graph.constant("shape.row", [1, -1])])
+            following = layers[index + 1].input_layernorm if index + 1 < len(layers) else final_norm
+            state = _layer(graph, layer, index, state, following, rotary)
+        (last,) = graph.node("Gather", [state[0], graph.constant("position.last", [-1])], axis=1)
+        (last,) = graph.node("Reshape", [last, graph.constant("shape.row", [1, -1])])
         head = graph.weight("lm_head.weight", _array(language_model.lm_head.weight))
-        graph.node("Gemm", [final, head], ["logits"], "lm_head", transB=1)
-        vocab = language_model.lm_head.weight.shape[0]
-        cache = [1, kv_heads, "capacity", head_dim]
-        float_input = lambda name, shape: helper.make_tensor_value_info(  # noqa: E731
-            name, TensorProto.FLOAT, shape
-        )
-        inputs = [float_input("inputs_embeds", [1, "sequence", config.hidden_size])]
-        outputs = [float_input("logits", [1, vocab])]
-        for index in range(len(layers)):
-            for kind in ("key", "value"):
-                inputs.append(float_input(f"past_{kind}.{index}", cache))
-                outputs.append(float_input(f"present_{kind}.{index}", cache))
-        inputs += [
+        graph.node("Gemm", [last, head], ["logits"], "lm_head", transB=1)
+        cache = [1, config.num_key_value_heads, "capacity", head_dim(config)]
+        kinds = [(index, kind) for index in range(len(layers)) for kind in ("key", "value")]
+        inputs = [
+            _float("inputs_embeds", [1, "sequence", config.hidden_size]),
+            *(_float(f"past_{kind}.{index}", cache) for index, kind in kinds),
             helper.make_tensor_value_info("seqlens_k", TensorProto.INT32, [1]),
             helper.make_tensor_value_info("total_sequence_length", TensorProto.INT32, []),
         ]
+        vocab = language_model.lm_head.weight.shape[0]
+        outputs = [
+            _float("logits", [1, vocab]),
+            *(_float(f"present_{kind}.{index}", cache) for index, kind in kinds),
+        ]
         body = helper.make_graph(graph.nodes, "decoder", inputs, outputs, graph.initializers)
-        proto = helper.make_model(
-            body,
-            opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MS_DOMAIN, 1)],
-            producer_name="tinyaudio",
-        )
-        weights.save(proto)
+        opsets = [helper.make_opsetid("", OPSET), helper.make_opsetid(MS_DOMAIN, 1)]
+        weights.save(helper.make_model(body, opset_imports=opsets, producer_name="tinyaudio"))
     return positions

@@ -25,6 +25,7 @@ TOOLS = ("tinyaudio", "torch", "transformers", "onnx", "onnxscript", "onnxruntim
 
 def export_fp32(model: TinyAudioModel, directory: Path, progress: Progress) -> dict[str, Any]:
     """Write the FP32 bundle into ``directory`` (an empty work dir) and return its manifest."""
+    decoder_graph.check_supported(model.language_model.config)  # before minutes of tracing
     n_mels = model.encoder.feature_extractor.feature_size
     files = {name: f"{name}.onnx" for name in ("encoder", "projector", "decoder")}
     with progress.stage(f"export encoder ({model.encoder.kind})"):
@@ -68,7 +69,6 @@ def export_fp32(model: TinyAudioModel, directory: Path, progress: Progress) -> d
 
 def _dims(model: TinyAudioModel, n_mels: int, positions: int) -> dict[str, int]:
     config = model.language_model.config
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     return {
         "n_mels": n_mels,
         "encoder_hidden": model.encoder.hidden_size,
@@ -76,7 +76,7 @@ def _dims(model: TinyAudioModel, n_mels: int, positions: int) -> dict[str, int]:
         "vocab_size": model.language_model.get_output_embeddings().weight.shape[0],
         "num_layers": config.num_hidden_layers,
         "num_kv_heads": config.num_key_value_heads,
-        "head_dim": head_dim,
+        "head_dim": decoder_graph.head_dim(config),
         "max_positions": positions,
     }
 

@@ -22,8 +22,8 @@ from torch import nn
 from tinyaudio import onnx_files
 from tinyaudio.export.encoder import AudioEncoder
 from tinyaudio.export.projectors import Projector
+from tinyaudio.onnx_files import OPSET
 
-OPSET = 21
 MAX_FRAMES = 3000  # 30 s of mel frames: the encoder's window
 
 
@@ -50,7 +50,7 @@ def export_projector(projector: Projector, encoder_dim: int, path: Path) -> None
     _export(projector, (example,), path, ["encoder_states"], ["audio_embeds"], ({1: frames},))
 
 
-def _export(module, args, path: Path, inputs, outputs, dynamic_shapes, output_dims=None) -> None:
+def _export(module, args, path: Path, inputs, outputs, dynamic_shapes) -> None:
     """Trace, optimise and save one graph; torch.onnx's chatter is kept off the terminal."""
     quiet = io.StringIO()
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
@@ -71,11 +71,7 @@ def _export(module, args, path: Path, inputs, outputs, dynamic_shapes, output_di
             opset_version=OPSET,
             verbose=False,
         )
-    model = _name_weight_nodes(program.model_proto)
-    for output in model.graph.output:
-        for axis, name in (output_dims or {}).get(output.name, {}).items():
-            output.type.tensor_type.shape.dim[axis].dim_param = name
-    onnx_files.save_model(model, path)
+    onnx_files.save_model(_name_weight_nodes(program.model_proto), path)
 
 
 def _name_weight_nodes(model):

@@ -23,15 +23,19 @@ class KVCache:
 
     def __init__(self, layers: int, kv_heads: int, head_dim: int, capacity: int) -> None:
         shape = (1, kv_heads, capacity, head_dim)
-        self.buffers = [np.zeros(shape, dtype=np.float32) for _ in range(2 * layers)]
+        # A tuple, never replaced: the decoder's IO binding keeps pointers into these arrays.
+        self.buffers = tuple(np.zeros(shape, dtype=np.float32) for _ in range(2 * layers))
         self.capacity = capacity
         self.length = 0
 
-    def append(self, states: list[np.ndarray]) -> None:
+    def append(self, states: tuple[np.ndarray, ...]) -> None:
         """Copy precomputed positions (one [1, kv, n, hd] array per buffer) to the end."""
         count = states[0].shape[2]
+        if self.length + count > self.capacity:
+            needed = self.length + count
+            raise TinyAudioError(f"{needed} positions do not fit a {self.capacity}-position cache")
         for buffer, state in zip(self.buffers, states, strict=True):
-            buffer[:, :, self.length : self.length + count] = state[:, :, :count]
+            buffer[:, :, self.length : self.length + count] = state
         self.length += count
 
 
@@ -43,13 +47,14 @@ class Decoder:
         self.head_dim = dims["head_dim"]
         self.vocab_size = dims["vocab_size"]
         self.max_positions = dims["max_positions"]
-        names = [i.name for i in session.get_inputs()]
-        self.past_names = [n for n in names if n.startswith("past_")]
-        self.present_names = [o.name for o in session.get_outputs()][1:]
+        self.past_names = [i.name for i in session.get_inputs() if i.name.startswith("past_")]
+        self.present_names = [
+            o.name for o in session.get_outputs() if o.name.startswith("present_")
+        ]
         if len(self.past_names) != 2 * self.layers or len(self.present_names) != 2 * self.layers:
             raise TinyAudioError(
-                f"decoder graph has {len(self.past_names)} cache inputs, the manifest says "
-                f"{self.layers} layers"
+                f"decoder graph has {len(self.past_names)} cache inputs and "
+                f"{len(self.present_names)} cache outputs; the manifest says {self.layers} layers"
             )
         self.logits = np.zeros((1, self.vocab_size), dtype=np.float32)
         self.seqlens = np.zeros(1, dtype=np.int32)  # total length − 1, as GroupQueryAttention wants

@@ -30,7 +30,7 @@ class Engine:
     decoder: Decoder
     embeddings: TokenEmbeddings
     # The last prompt prefix's KV states: the prefix is the same for every clip, computed once.
-    _prefix: tuple[tuple[int, ...], list[np.ndarray]] = field(default=((), []), repr=False)
+    _prefix: tuple[tuple[int, ...], tuple[np.ndarray, ...]] = field(default=((), ()), repr=False)
 
     @classmethod
     def from_bundle(
@@ -124,7 +124,7 @@ class Engine:
         parts = [self.embeddings(prefix), rows, self.embeddings(suffix)]
         return np.concatenate(parts).astype(np.float32)[None]
 
-    def prefix_states(self, prefix: list[int]) -> list[np.ndarray]:
+    def prefix_states(self, prefix: list[int]) -> tuple[np.ndarray, ...]:
         """The KV states of ``prefix`` alone, computed on first use and kept while it is reused."""
         if self._prefix[0] != tuple(prefix):
             cache = self.decoder.new_cache(len(prefix))
