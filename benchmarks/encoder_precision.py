@@ -1,0 +1,105 @@
+"""The audio encoder at FP32, INT8 (dynamic, as bundles ship it) and 4-bit weight-only
+(MatMulNBits, block 32, accuracy level 4), side by side: encode time for 10 and 30 s of speech,
+resident memory after load and at peak, and the output's cosine with FP32. Each encoder runs in
+its own process, so each memory figure is its own.
+
+    python benchmarks/encoder_precision.py FP32_BUNDLE INT8_BUNDLE [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tinyaudio import onnx_files
+from tinyaudio.bench.records import peak_rss_mb
+from tinyaudio.runtime.audio import load_audio
+from tinyaudio.runtime.features import log_mel
+from tinyaudio.runtime.sessions import create_session
+
+SPEECH = Path(__file__).resolve().parents[1] / "samples" / "jfk.wav"
+SECONDS = (10, 30)
+
+
+def measure(graph: Path, threads: int, outputs: Path) -> dict:
+    """One encoder, in this process: times, RSS, and its outputs saved for the comparison."""
+    session = create_session(graph, threads, ["CPUExecutionProvider"], arena=False)
+    result = {"rss_loaded_mb": peak_rss_mb()}
+    audio = load_audio(SPEECH)
+    audio = np.tile(audio, -(-max(SECONDS) * 16000 // len(audio)))
+    for seconds in SECONDS:
+        features, _ = log_mel(audio[: seconds * 16000], session.get_inputs()[0].shape[1], False)
+        session.run(None, {"input_features": features})  # first run of a length: warm-up
+        started = time.perf_counter()
+        states = session.run(None, {"input_features": features})[0]
+        result[f"encode_s_{seconds}"] = time.perf_counter() - started
+        np.save(outputs / f"{seconds}.npy", states)
+    result["rss_peak_mb"] = peak_rss_mb()
+    return result
+
+
+def four_bit(source: Path, target: Path) -> None:
+    from onnxruntime.quantization.matmul_nbits_quantizer import (
+        DefaultWeightOnlyQuantConfig,
+        MatMulNBitsQuantizer,
+    )
+
+    config = DefaultWeightOnlyQuantConfig(block_size=32, is_symmetric=True, accuracy_level=4)
+    quantizer = MatMulNBitsQuantizer(onnx_files.load_model(source), algo_config=config)
+    quantizer.process()
+    onnx_files.save_model(quantizer.model.model, target)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a.ravel() @ b.ravel() / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("fp32", type=Path)
+    parser.add_argument("int8", type=Path)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)  # child: GRAPH OUTPUTS
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(measure(Path(args.one[0]), args.threads, Path(args.one[1]))))
+        return
+    with tempfile.TemporaryDirectory(dir=args.fp32.parent) as scratch:
+        work = Path(scratch)
+        (work / "int4").mkdir()
+        print("quantizing the encoder to 4 bits ...", file=sys.stderr, flush=True)
+        four_bit(args.fp32 / "encoder.onnx", work / "int4" / "encoder.onnx")
+        graphs = {"fp32": args.fp32, "int8 dynamic": args.int8, "4-bit": work / "int4"}
+        results = {}
+        for name, directory in graphs.items():
+            outputs = work / f"out-{name}"
+            outputs.mkdir()
+            graph = directory / "encoder.onnx"
+            command = [
+                *(sys.executable, __file__, str(args.fp32), str(args.int8)),
+                *("--threads", str(args.threads), "--one", str(graph), str(outputs)),
+            ]
+            done = subprocess.run(command, capture_output=True, text=True, check=True)
+            results[name] = json.loads(done.stdout)
+            results[name]["cosine"] = min(
+                cosine(np.load(outputs / f"{s}.npy"), np.load(work / "out-fp32" / f"{s}.npy"))
+                for s in SECONDS
+            )
+    print(f"\n{args.threads} threads; {SPEECH.name} looped; fast mode (real frames only)\n")
+    print("| encoder | 10 s | 30 s | RSS after load MB | peak MB | cosine vs FP32 |")
+    print("|---|---|---|---|---|---|")
+    for name, r in results.items():
+        print(f"| {name} | {r['encode_s_10']:.2f} s | {r['encode_s_30']:.2f} s "
+              f"| {r['rss_loaded_mb']:.0f} | {r['rss_peak_mb']:.0f} "
+              f"| {r['cosine']:.4f} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
