@@ -46,14 +46,20 @@ class _Graph:
         self.names = {id(m): n for n, m in model.named_modules()}  # weights named as in PyTorch
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[TensorProto] = []
+        self._constants: set[str] = set()
         self._count = 0
 
     def weight(self, name: str, array: np.ndarray) -> str:
         self.initializers.append(self.weights.add(name, array))
         return name
 
-    def constant(self, name: str, values: list[int]) -> str:
-        self.initializers.append(onnx.numpy_helper.from_array(np.array(values, np.int64), name))
+    def constant(self, values: list[int]) -> str:
+        """An int64 constant, one initializer per distinct value (layers share their shapes)."""
+        name = "const." + "_".join(map(str, values)).replace("-", "m")
+        if name not in self._constants:
+            self._constants.add(name)
+            array = np.array(values, np.int64)
+            self.initializers.append(onnx.numpy_helper.from_array(array, name))
         return name
 
     def node(self, op: str, inputs: list[str], outputs: int | list[str] = 1, name: str = "",
@@ -82,9 +88,9 @@ class _Graph:
 
     def head_norm(self, x: str, norm: torch.nn.Module, eps: float, size: int) -> str:
         """Qwen3's RMSNorm over each head of [1, S, heads·size]."""
-        by_head = self.node("Reshape", [x, self.constant(f"{x}/shape", [0, 0, -1, size])])
+        by_head = self.node("Reshape", [x, self.constant([0, 0, -1, size])])
         normed = self.rms_norm(by_head[0], norm, eps)
-        return self.node("Reshape", [normed, self.constant(f"{x}/flat", [0, 0, -1])])[0]
+        return self.node("Reshape", [normed, self.constant([0, 0, -1])])[0]
 
     def skip_rms_norm(self, x: str, skip: str, norm: torch.nn.Module, eps: float) -> list[str]:
         """(norm(x + skip), x + skip) in one fused node."""
@@ -157,7 +163,7 @@ def _layer(graph: _Graph, layer: torch.nn.Module, index: int, inputs: tuple[str,
     prefix = f"model.layers.{index}"
     qkv = graph.linear(normed, [attention.q_proj, attention.k_proj, attention.v_proj],
                        f"{prefix}.self_attn.qkv_proj")  # fmt: skip
-    widths = graph.constant(f"{prefix}/qkv_widths", [heads * dim, kv_heads * dim, kv_heads * dim])
+    widths = graph.constant([heads * dim, kv_heads * dim, kv_heads * dim])
     query, key, value = graph.node("Split", [qkv, widths], 3, axis=-1)
     if hasattr(attention, "q_norm"):  # Qwen3: RMSNorm over each head before the rotary
         query = graph.head_norm(query, attention.q_norm, eps, dim)
@@ -178,7 +184,7 @@ def _layer(graph: _Graph, layer: torch.nn.Module, index: int, inputs: tuple[str,
     attended = graph.linear(context, [attention.o_proj], f"{prefix}.self_attn.o_proj")
     normed, hidden = graph.skip_rms_norm(attended, hidden, layer.post_attention_layernorm, eps)
     gate_up = graph.linear(normed, [mlp.gate_proj, mlp.up_proj], f"{prefix}.mlp.gate_up_proj")
-    halves = graph.constant(f"{prefix}/mlp_widths", [config.intermediate_size] * 2)
+    halves = graph.constant([config.intermediate_size] * 2)
     gate, up = graph.node("Split", [gate_up, halves], 2, axis=-1)
     (silu,) = graph.node("Mul", [gate, graph.node("Sigmoid", [gate])[0]])
     (product,) = graph.node("Mul", [silu, up])
@@ -201,8 +207,8 @@ def export_decoder(language_model: PreTrainedModel, path: Path) -> int:
         for index, layer in enumerate(layers):
             following = layers[index + 1].input_layernorm if index + 1 < len(layers) else final_norm
             state = _layer(graph, layer, index, state, following, rotary)
-        (last,) = graph.node("Gather", [state[0], graph.constant("position.last", [-1])], axis=1)
-        (last,) = graph.node("Reshape", [last, graph.constant("shape.row", [1, -1])])
+        (last,) = graph.node("Gather", [state[0], graph.constant([-1])], axis=1)
+        (last,) = graph.node("Reshape", [last, graph.constant([1, -1])])
         head = graph.weight("lm_head.weight", _array(language_model.lm_head.weight))
         graph.node("Gemm", [last, head], ["logits"], "lm_head", transB=1)
         cache = [1, config.num_key_value_heads, "capacity", head_dim(config)]

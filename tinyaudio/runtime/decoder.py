@@ -59,9 +59,12 @@ class Decoder:
         self.logits = np.zeros((1, self.vocab_size), dtype=np.float32)
         self.seqlens = np.zeros(1, dtype=np.int32)  # total length − 1, as GroupQueryAttention wants
         self.total = np.zeros((), dtype=np.int32)
-        self.binding = session.io_binding()
+        self.binding = session.io_binding()  # logits and lengths: bound once, updated in place
         self.binding.bind_output("logits", "cpu", 0, np.float32, list(self.logits.shape),
                                  self.logits.ctypes.data)  # fmt: skip
+        for name, array in (("seqlens_k", self.seqlens), ("total_sequence_length", self.total)):
+            self.binding.bind_input(name, "cpu", 0, np.int32, list(array.shape),
+                                    array.ctypes.data)  # fmt: skip
         self._bound: weakref.ref[KVCache] | None = None  # the cache the binding points into
 
     def _bind_cache(self, cache: KVCache) -> None:
@@ -94,12 +97,9 @@ class Decoder:
             )
         self.total[()] = start + new
         self.seqlens[0] = start + new - 1
-        binding = self.binding
-        binding.bind_cpu_input("inputs_embeds", embeds)
-        binding.bind_cpu_input("seqlens_k", self.seqlens)
-        binding.bind_cpu_input("total_sequence_length", self.total)
+        self.binding.bind_cpu_input("inputs_embeds", embeds)
         self._bind_cache(cache)
-        self.session.run_with_iobinding(binding)
+        self.session.run_with_iobinding(self.binding)
         cache.length = start + new
         return self.logits
 
