@@ -4,8 +4,9 @@
 
 One 3 s espeak-ng utterance between silences is pushed through the input stream's callback at
 real-time pace, exactly as a microphone would. Latency is the wall time from delivering the block
-in which speech ends to the final event; it includes the VAD's 0.5 s end-of-speech wait. The
-partial cost is the decode time for the growing utterance at 1, 2 and 3 s.
+in which speech ends to the final event; it includes the VAD's 0.5 s end-of-speech wait, during
+which the final is decoded ahead once the utterance's 0.2 s padding is in ("ahead": whether it
+was). The partial cost is the decode time for the growing utterance at 1, 2 and 3 s.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ def measure(bundle: str, threads: int, partial_interval: float) -> dict:
         "latency": final_at - delivered["speech end"] if final else float("nan"),
         "final_tokens": final_tokens,
         "partials": partials,
+        "ahead": live.finals_decoded_ahead,
         "costs": costs,
     }
 
@@ -81,15 +83,16 @@ def main() -> None:
     args = parser.parse_args()
     print(f"{args.threads} threads; latency includes the VAD's 0.5 s end-of-speech wait\n")
     print("| bundle | partial interval | utterance | end of speech → final | tokens in final "
-          "| partials | partial cost at 1 / 2 / 3 s (tokens) |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|")
+          "| ahead | partials | partial cost at 1 / 2 / 3 s (tokens) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
     for bundle in args.bundles:
         for interval in args.partial_interval:
             r = measure(bundle, args.threads, interval)
             costs = " / ".join(f"{s:.2f} s ({n})" for s, n in r["costs"].values())
             print(f"| {r['precision']} | {interval:g} s | {r['utterance']:.1f} s "
                   f"| {r['latency']:.2f} s "
-                  f"| {r['final_tokens']} | {r['partials']} | {costs} |", flush=True)  # fmt: skip
+                  f"| {r['final_tokens']} | {'yes' if r['ahead'] else 'no'} | {r['partials']} "
+                  f"| {costs} |", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

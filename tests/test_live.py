@@ -83,12 +83,32 @@ def test_utterances_partials_and_finals(transcriber, noisy_scene):
         ends = [p.end for p in partials]
         assert ends == sorted(ends) and min(np.diff(ends)) >= 0.5 - 1e-6
         assert events.index(partials[-1]) < events.index(event)
+    # Finals are decoded during the end-of-speech wait when the decoder keeps up (it does here).
+    assert live.finals_decoded_ahead >= 1
     # A final is what offline transcription of the same utterance gives.
     mono = np.stack([captured, 0.5 * captured], axis=1).mean(axis=1).astype(np.float32)
     segmenter = Segmenter(SpeechDetector())
     offline = [*segmenter.feed(soxr.resample(mono, rate, RATE)), segmenter.flush()]
     texts = [transcriber.transcribe(u.audio, RATE).text for u in offline if u is not None]
     assert [e.text for e in finals] == texts
+
+
+def test_the_utterance_pending_in_a_pause_is_the_final_one(noisy_scene):
+    """What the live loop decodes ahead during a pause is exactly the utterance the pause ends."""
+    audio, regions = noisy_scene
+    segmenter = Segmenter(SpeechDetector())
+    finals, pending_before = [], []
+    last_pending = None
+    for block in np.array_split(audio, len(audio) // (RATE // 10)):
+        done = segmenter.feed(block)
+        finals += done
+        pending_before += [last_pending] * len(done)
+        last_pending = segmenter.pending()
+    assert len(finals) == len(regions)
+    for final, pending in zip(finals, pending_before, strict=True):
+        assert pending is not None
+        assert (pending.start, pending.end) == (final.start, final.end)
+        np.testing.assert_array_equal(pending.audio, final.audio)
 
 
 @pytest.mark.parametrize("noise", [0.0, 0.05])

@@ -25,95 +25,39 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnx
 import torch
 from onnx import TensorProto, helper
 from transformers import PretrainedConfig, PreTrainedModel
 
 from tinyaudio.errors import TinyAudioError
-from tinyaudio.onnx_files import OPSET, ExternalWeights
+from tinyaudio.export.graph_builder import MS_DOMAIN, GraphBuilder, as_array, float_input
+from tinyaudio.onnx_files import ExternalWeights
 
-MS_DOMAIN = "com.microsoft"
 ROTARY_POSITIONS = 8192  # the rotary tables' length: a 30 s window needs ~400 prompt positions
 VARIABLE_ROPE = ("dynamic", "longrope")  # their frequencies change with the length: no fixed table
 
 
-class _Graph:
-    """Nodes and their weights; each weight goes straight to the data file as it is added."""
-
-    def __init__(self, weights: ExternalWeights, model: PreTrainedModel) -> None:
-        self.weights = weights
-        self.names = {id(m): n for n, m in model.named_modules()}  # weights named as in PyTorch
-        self.nodes: list[onnx.NodeProto] = []
-        self.initializers: list[TensorProto] = []
-        self._constants: set[str] = set()
-        self._count = 0
-
-    def weight(self, name: str, array: np.ndarray) -> str:
-        self.initializers.append(self.weights.add(name, array))
-        return name
-
-    def constant(self, values: list[int]) -> str:
-        """An int64 constant, one initializer per distinct value (layers share their shapes)."""
-        name = "const." + "_".join(map(str, values)).replace("-", "m")
-        if name not in self._constants:
-            self._constants.add(name)
-            array = np.array(values, np.int64)
-            self.initializers.append(onnx.numpy_helper.from_array(array, name))
-        return name
-
-    def node(self, op: str, inputs: list[str], outputs: int | list[str] = 1, name: str = "",
-             domain: str = "", **attrs) -> list[str]:  # fmt: skip
-        """Add a node; ``outputs`` is a count (fresh names) or the names themselves."""
-        self._count += 1
-        name = name or f"{op}_{self._count}"
-        if isinstance(outputs, int):
-            outputs = [f"{name}/out{i}" for i in range(outputs)]
-        node = helper.make_node(op, inputs, outputs, name, domain=domain or None, **attrs)
-        self.nodes.append(node)
-        return outputs
-
-    def linear(self, x: str, modules: list[torch.nn.Linear], name: str) -> str:
-        """x @ [W₁ᵀ | W₂ᵀ | …] (+ biases): one MatMul for projections that read the same input."""
-        matrix = torch.cat([m.weight.detach().float() for m in modules]).T.contiguous().numpy()
-        (out,) = self.node("MatMul", [x, self.weight(name + ".weight", matrix)], name=name)
-        if any(m.bias is not None for m in modules):
-            bias = torch.cat([_bias(m) for m in modules]).numpy()
-            (out,) = self.node("Add", [out, self.weight(name + ".bias", bias)])
-        return out
-
-    def rms_norm(self, x: str, norm: torch.nn.Module, eps: float) -> str:
-        scale = self.weight(self.names[id(norm)], _array(norm.weight))
-        return self.node("SimplifiedLayerNormalization", [x, scale], axis=-1, epsilon=eps)[0]
-
-    def head_norm(self, x: str, norm: torch.nn.Module, eps: float, size: int) -> str:
-        """Qwen3's RMSNorm over each head of [1, S, heads·size]."""
-        by_head = self.node("Reshape", [x, self.constant([0, 0, -1, size])])
-        normed = self.rms_norm(by_head[0], norm, eps)
-        return self.node("Reshape", [normed, self.constant([0, 0, -1])])[0]
-
-    def skip_rms_norm(self, x: str, skip: str, norm: torch.nn.Module, eps: float) -> list[str]:
-        """(norm(x + skip), x + skip) in one fused node."""
-        name = self.names[id(norm)]
-        scale = self.weight(name, _array(norm.weight))
-        outputs = [f"{name}/normed", "", "", f"{name}/sum"]
-        self.node("SkipSimplifiedLayerNormalization", [x, skip, scale], outputs, f"{name}/skip",
-                  MS_DOMAIN, epsilon=eps)  # fmt: skip
-        return [outputs[0], outputs[3]]
+def _rms_norm(graph: GraphBuilder, x: str, norm: torch.nn.Module, eps: float) -> str:
+    scale = graph.parameter(norm.weight, norm, "weight")
+    return graph.node("SimplifiedLayerNormalization", [x, scale], axis=-1, epsilon=eps)[0]
 
 
-def _array(tensor: torch.Tensor) -> np.ndarray:
-    return tensor.detach().float().contiguous().numpy()
+def _head_norm(graph: GraphBuilder, x: str, norm: torch.nn.Module, eps: float, size: int) -> str:
+    """Qwen3's RMSNorm over each head of [1, S, heads·size]."""
+    by_head = graph.node("Reshape", [x, graph.constant([0, 0, -1, size])])
+    normed = _rms_norm(graph, by_head[0], norm, eps)
+    return graph.node("Reshape", [normed, graph.constant([0, 0, -1])])[0]
 
 
-def _bias(module: torch.nn.Linear) -> torch.Tensor:
-    if module.bias is None:
-        return torch.zeros(module.out_features)
-    return module.bias.detach().float()
-
-
-def _float(name: str, shape: list[int | str]) -> onnx.ValueInfoProto:
-    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+def _skip_rms_norm(graph: GraphBuilder, x: str, skip: str, norm: torch.nn.Module,
+                   eps: float) -> tuple[str, str]:  # fmt: skip
+    """(norm(x + skip), x + skip) in one fused node."""
+    name = graph.names[id(norm)]
+    scale = graph.parameter(norm.weight, norm, "weight")
+    outputs = [f"{name}/normed", "", "", f"{name}/sum"]
+    graph.node("SkipSimplifiedLayerNormalization", [x, skip, scale], outputs, f"{name}/skip",
+               MS_DOMAIN, epsilon=eps)  # fmt: skip
+    return outputs[0], outputs[3]
 
 
 def head_dim(config: PretrainedConfig) -> int:
@@ -127,7 +71,7 @@ def rotary_tables(language_model: PreTrainedModel, positions: int) -> tuple[np.n
     inv_freq = rotary.inv_freq.float()
     freqs = torch.arange(positions, dtype=torch.float32)[:, None] * inv_freq[None]
     scaling = float(getattr(rotary, "attention_scaling", 1.0))
-    return _array(freqs.cos() * scaling), _array(freqs.sin() * scaling)
+    return as_array(freqs.cos() * scaling), as_array(freqs.sin() * scaling)
 
 
 def check_supported(config: PretrainedConfig) -> None:
@@ -153,7 +97,7 @@ def check_supported(config: PretrainedConfig) -> None:
         raise TinyAudioError(f"cannot export this decoder LLM: {'; '.join(problems)}")
 
 
-def _layer(graph: _Graph, layer: torch.nn.Module, index: int, inputs: tuple[str, str],
+def _layer(graph: GraphBuilder, layer: torch.nn.Module, index: int, inputs: tuple[str, str],
            following: torch.nn.Module, rotary: list[str]) -> tuple[str, str]:  # fmt: skip
     """One decoder layer: (its input normed, the residual stream) → the same for the next."""
     config = layer.self_attn.config
@@ -166,8 +110,8 @@ def _layer(graph: _Graph, layer: torch.nn.Module, index: int, inputs: tuple[str,
     widths = graph.constant([heads * dim, kv_heads * dim, kv_heads * dim])
     query, key, value = graph.node("Split", [qkv, widths], 3, axis=-1)
     if hasattr(attention, "q_norm"):  # Qwen3: RMSNorm over each head before the rotary
-        query = graph.head_norm(query, attention.q_norm, eps, dim)
-        key = graph.head_norm(key, attention.k_norm, eps, dim)
+        query = _head_norm(graph, query, attention.q_norm, eps, dim)
+        key = _head_norm(graph, key, attention.k_norm, eps, dim)
     context = graph.node(
         "GroupQueryAttention",
         [query, key, value, f"past_key.{index}", f"past_value.{index}", "seqlens_k",
@@ -182,14 +126,14 @@ def _layer(graph: _Graph, layer: torch.nn.Module, index: int, inputs: tuple[str,
         rotary_interleaved=0,
     )[0]  # fmt: skip
     attended = graph.linear(context, [attention.o_proj], f"{prefix}.self_attn.o_proj")
-    normed, hidden = graph.skip_rms_norm(attended, hidden, layer.post_attention_layernorm, eps)
+    normed, hidden = _skip_rms_norm(graph, attended, hidden, layer.post_attention_layernorm, eps)
     gate_up = graph.linear(normed, [mlp.gate_proj, mlp.up_proj], f"{prefix}.mlp.gate_up_proj")
     halves = graph.constant([config.intermediate_size] * 2)
     gate, up = graph.node("Split", [gate_up, halves], 2, axis=-1)
     (silu,) = graph.node("Mul", [gate, graph.node("Sigmoid", [gate])[0]])
     (product,) = graph.node("Mul", [silu, up])
     down = graph.linear(product, [mlp.down_proj], f"{prefix}.mlp.down_proj")
-    return tuple(graph.skip_rms_norm(down, hidden, following, eps))
+    return _skip_rms_norm(graph, down, hidden, following, eps)
 
 
 def export_decoder(language_model: PreTrainedModel, path: Path) -> int:
@@ -199,32 +143,30 @@ def export_decoder(language_model: PreTrainedModel, path: Path) -> int:
     positions = min(config.max_position_embeddings, ROTARY_POSITIONS)
     layers, final_norm = language_model.model.layers, language_model.model.norm
     with ExternalWeights(path) as weights:
-        graph = _Graph(weights, language_model)
+        graph = GraphBuilder(weights, language_model)
         cos, sin = rotary_tables(language_model, positions)
         rotary = [graph.weight("rotary.cos", cos), graph.weight("rotary.sin", sin)]
-        state = (graph.rms_norm("inputs_embeds", layers[0].input_layernorm, config.rms_norm_eps),
+        state = (_rms_norm(graph, "inputs_embeds", layers[0].input_layernorm, config.rms_norm_eps),
                  "inputs_embeds")  # fmt: skip
         for index, layer in enumerate(layers):
             following = layers[index + 1].input_layernorm if index + 1 < len(layers) else final_norm
             state = _layer(graph, layer, index, state, following, rotary)
         (last,) = graph.node("Gather", [state[0], graph.constant([-1])], axis=1)
         (last,) = graph.node("Reshape", [last, graph.constant([1, -1])])
-        head = graph.weight("lm_head.weight", _array(language_model.lm_head.weight))
+        head = graph.weight("lm_head.weight", as_array(language_model.lm_head.weight))
         graph.node("Gemm", [last, head], ["logits"], "lm_head", transB=1)
         cache = [1, config.num_key_value_heads, "capacity", head_dim(config)]
         kinds = [(index, kind) for index in range(len(layers)) for kind in ("key", "value")]
         inputs = [
-            _float("inputs_embeds", [1, "sequence", config.hidden_size]),
-            *(_float(f"past_{kind}.{index}", cache) for index, kind in kinds),
+            float_input("inputs_embeds", [1, "sequence", config.hidden_size]),
+            *(float_input(f"past_{kind}.{index}", cache) for index, kind in kinds),
             helper.make_tensor_value_info("seqlens_k", TensorProto.INT32, [1]),
             helper.make_tensor_value_info("total_sequence_length", TensorProto.INT32, []),
         ]
         vocab = language_model.lm_head.weight.shape[0]
         outputs = [
-            _float("logits", [1, vocab]),
-            *(_float(f"present_{kind}.{index}", cache) for index, kind in kinds),
+            float_input("logits", [1, vocab]),
+            *(float_input(f"present_{kind}.{index}", cache) for index, kind in kinds),
         ]
-        body = helper.make_graph(graph.nodes, "decoder", inputs, outputs, graph.initializers)
-        opsets = [helper.make_opsetid("", OPSET), helper.make_opsetid(MS_DOMAIN, 1)]
-        weights.save(helper.make_model(body, opset_imports=opsets, producer_name="tinyaudio"))
+        graph.save("decoder", inputs, outputs)
     return positions

@@ -10,7 +10,7 @@ from typing import Any
 
 from tinyaudio.bundle import write_manifest
 from tinyaudio.errors import TinyAudioError
-from tinyaudio.export import decoder_graph, graphs
+from tinyaudio.export import decoder_graph, encoder_graph, graphs
 from tinyaudio.export.loader import TinyAudioModel
 from tinyaudio.export.parity import check_parity
 from tinyaudio.export.reference import ReferenceTranscriber
@@ -29,7 +29,7 @@ def export_fp32(model: TinyAudioModel, directory: Path, progress: Progress) -> d
     n_mels = model.encoder.feature_extractor.feature_size
     files = {name: f"{name}.onnx" for name in ("encoder", "projector", "decoder")}
     with progress.stage(f"export encoder ({model.encoder.kind})"):
-        graphs.export_encoder(model.encoder, n_mels, directory / files["encoder"])
+        encoder_graph.export_encoder(model.encoder, directory / files["encoder"])
     with progress.stage(f"export projector ({model.projector.describe()})"):
         graphs.export_projector(
             model.projector, model.encoder.hidden_size, directory / files["projector"]

@@ -1,10 +1,9 @@
-"""The audio graphs of a bundle, traced with ``torch.onnx.export(dynamo=True)``.
+"""The projector graph, traced with ``torch.onnx.export(dynamo=True)``: ``encoder_states``
+[1, frames, D] → ``audio_embeds`` [1, rows, H], any length.
 
-- encoder: ``input_features`` [1, n_mels, frames] → ``encoder_states`` [1, frames', D], any length
-  (the exact mode feeds 3000 frames, the fast mode only the real ones);
-- projector: ``encoder_states`` → ``audio_embeds`` [1, rows, H], any length.
-
-The decoder is not traced: export/decoder_graph.py writes it from the LLM's weights.
+The four projector families share nothing but this contract, so tracing is what keeps them exact.
+The encoder and decoder are not traced: export/encoder_graph.py and export/decoder_graph.py write
+them from their weights with onnxruntime's fused attention.
 """
 
 from __future__ import annotations
@@ -17,31 +16,12 @@ import warnings
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from tinyaudio import onnx_files
-from tinyaudio.export.encoder import AudioEncoder
 from tinyaudio.export.projectors import Projector
 from tinyaudio.onnx_files import OPSET
 
 MAX_FRAMES = 3000  # 30 s of mel frames: the encoder's window
-
-
-class EncoderGraph(nn.Module):
-    def __init__(self, encoder: AudioEncoder) -> None:
-        super().__init__()
-        self.encoder = encoder
-        self.module = encoder.module  # registers the weights
-
-    def forward(self, input_features: torch.Tensor) -> torch.Tensor:
-        return self.encoder(input_features)
-
-
-def export_encoder(encoder: AudioEncoder, n_mels: int, path: Path) -> None:
-    frames = torch.export.Dim("frames", min=8, max=MAX_FRAMES)
-    example = torch.randn(1, n_mels, 200)
-    _export(EncoderGraph(encoder), (example,), path, ["input_features"], ["encoder_states"],
-            ({2: frames},))  # fmt: skip
 
 
 def export_projector(projector: Projector, encoder_dim: int, path: Path) -> None:

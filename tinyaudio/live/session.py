@@ -4,6 +4,11 @@ Partials re-decode the growing utterance every ``partial_interval`` seconds of a
 no captured audio is waiting (a slow device skips partials rather than falling behind the
 speaker) and not while the speaker pauses (a partial started as speech ends would delay the
 final by its whole decode). Each decode reuses the engine's cached prompt prefix.
+
+While the speaker pauses, the final is decoded ahead: once the pause has lasted the padding the
+utterance keeps, its audio is complete, and the decode runs during the rest of the VAD's
+end-of-speech wait instead of after it. If the pause ends the utterance, that text is its final;
+if speech resumes, the decode is dropped.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ class LiveTranscriber:
         self.transcriber = transcriber
         self.segmenter = segmenter
         self.partial_interval = partial_interval
+        self._ahead: tuple[tuple, Event] | None = None  # a final decoded during the pause
+        self.finals_decoded_ahead = 0
 
     def run(self, capture: Capture) -> Iterator[Event]:
         """Events until the capture ends or is stopped; the last utterance is flushed."""
@@ -42,8 +49,12 @@ class LiveTranscriber:
             for utterance in self.segmenter.feed(converter(block)):
                 yield from self._final(utterance)
             span = self.segmenter.span()
-            waiting = not capture.blocks.empty()
-            if span is None or not self.partial_interval or waiting or self.segmenter.pausing:
+            if span is None or not capture.blocks.empty():
+                continue
+            if self.segmenter.pausing:
+                self._decode_ahead()
+                continue
+            if not self.partial_interval:
                 continue
             start, end = span
             if start >= partial_end:  # a new utterance
@@ -56,11 +67,25 @@ class LiveTranscriber:
         if last is not None:
             yield from self._final(last)
 
+    def _decode_ahead(self) -> None:
+        utterance = self.segmenter.pending()
+        if utterance is not None and (self._ahead is None or self._ahead[0] != _key(utterance)):
+            self._ahead = (_key(utterance), self._event("final", utterance))
+
     def _final(self, utterance: Utterance) -> Iterator[Event]:
-        event = self._event("final", utterance)
+        if self._ahead is not None and self._ahead[0] == _key(utterance):
+            event = self._ahead[1]
+            self.finals_decoded_ahead += 1
+        else:
+            event = self._event("final", utterance)
+        self._ahead = None
         if event.text:  # nothing for an utterance the model hears no words in
             yield event
 
     def _event(self, kind: str, utterance: Utterance) -> Event:
         text = self.transcriber.transcribe(utterance.audio, SAMPLE_RATE).text
         return Event(kind, round(utterance.start, 3), round(utterance.end, 3), text)
+
+
+def _key(utterance: Utterance) -> tuple[float, float, int]:
+    return utterance.start, utterance.end, len(utterance.audio)

@@ -68,6 +68,14 @@ class Segmenter:
         seconds = FRAME / SAMPLE_RATE
         return self._onset * seconds, (self._start + len(self._frames)) * seconds
 
+    def pending(self) -> Utterance | None:
+        """The utterance that ends here if the pause in progress lasts: its speech and padding
+        are all in, so its final can be decoded during the rest of the end-of-speech wait."""
+        if self._quiet < max(1, self.pad_frames) or self._speech < self.min_speech_frames:
+            return None
+        spoken = len(self._frames) - self._quiet
+        return self._utterance(spoken + self.pad_frames, spoken)
+
     def current(self) -> Utterance | None:
         """The utterance in progress so far (for partial transcripts)."""
         if not self._frames:

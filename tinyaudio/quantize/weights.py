@@ -43,7 +43,11 @@ def int8_dynamic(source: Path, target: Path) -> None:
                 weight_type=QuantType.QInt8,
                 op_types_to_quantize=["MatMul"],
                 use_external_data_format=True,
-                extra_options={"MatMulConstBOnly": True},
+                # contrib ops (attention, fused norms) carry no inferred types: all are float
+                extra_options={
+                    "MatMulConstBOnly": True,
+                    "DefaultTensorType": onnx.TensorProto.FLOAT,
+                },
             )
             onnx_files.save_model(onnx_files.load_model(staged), target)
     finally:

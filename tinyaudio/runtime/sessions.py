@@ -3,8 +3,8 @@
 Memory: onnxruntime memory-maps external weights whose offsets are page-aligned (onnx aligns
 every tensor over 1 MB) and repacks MatMul weights once at load, so a graph's resident size is
 about its file size. The per-window graphs (encoder, projector) run without the CPU arena: it
-keeps every run's largest activations (the encoder's 30 s attention maps, ~350 MB at real size)
-and fragments across window lengths, while plain malloc returns them at no measured speed cost.
+keeps every run's largest activations (a 30 s window's, at real size) and fragments across
+window lengths, while plain malloc returns them at no measured speed cost.
 """
 
 from __future__ import annotations

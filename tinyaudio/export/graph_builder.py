@@ -1,0 +1,87 @@
+"""Writing an ONNX graph node by node from a PyTorch module's weights (no tracing).
+
+The encoder and decoder graphs are written this way so that they use onnxruntime's fused
+operators (attention, norms) directly and stream each weight to disk as it is added.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import torch
+from onnx import TensorProto, helper
+
+from tinyaudio.onnx_files import OPSET, ExternalWeights
+
+MS_DOMAIN = "com.microsoft"
+
+
+class GraphBuilder:
+    """Nodes and their weights; each weight goes straight to the data file as it is added."""
+
+    def __init__(self, weights: ExternalWeights, model: torch.nn.Module) -> None:
+        self.weights = weights
+        self.names = {id(m): n for n, m in model.named_modules()}  # weights named as in PyTorch
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[TensorProto] = []
+        self._constants: set[str] = set()
+        self._count = 0
+
+    def weight(self, name: str, array: np.ndarray) -> str:
+        self.initializers.append(self.weights.add(name, array))
+        return name
+
+    def parameter(self, tensor: torch.Tensor, module: torch.nn.Module, kind: str) -> str:
+        """A module's parameter, named as in PyTorch (``layers.3.input_layernorm.weight``)."""
+        return self.weight(f"{self.names[id(module)]}.{kind}", as_array(tensor))
+
+    def constant(self, values: list[int]) -> str:
+        """An int64 constant, one initializer per distinct value (layers share their shapes)."""
+        name = "const." + "_".join(map(str, values)).replace("-", "m")
+        if name not in self._constants:
+            self._constants.add(name)
+            array = np.array(values, np.int64)
+            self.initializers.append(onnx.numpy_helper.from_array(array, name))
+        return name
+
+    def node(self, op: str, inputs: list[str], outputs: int | list[str] = 1, name: str = "",
+             domain: str = "", **attrs) -> list[str]:  # fmt: skip
+        """Add a node; ``outputs`` is a count (fresh names) or the names themselves."""
+        self._count += 1
+        name = name or f"{op}_{self._count}"
+        if isinstance(outputs, int):
+            outputs = [f"{name}/out{i}" for i in range(outputs)]
+        node = helper.make_node(op, inputs, outputs, name, domain=domain or None, **attrs)
+        self.nodes.append(node)
+        return outputs
+
+    def linear(self, x: str, modules: list[torch.nn.Linear], name: str = "") -> str:
+        """x @ [W₁ᵀ | W₂ᵀ | …] (+ biases): one MatMul for projections that read the same input.
+        The MatMul is named ``name`` (default: the module's) so quantization recipes can pick it."""
+        name = name or self.names[id(modules[0])]
+        matrix = torch.cat([m.weight.detach().float() for m in modules]).T.contiguous().numpy()
+        (out,) = self.node("MatMul", [x, self.weight(name + ".weight", matrix)], name=name)
+        if any(m.bias is not None for m in modules):
+            bias = torch.cat([_bias(m) for m in modules]).numpy()
+            (out,) = self.node("Add", [out, self.weight(name + ".bias", bias)])
+        return out
+
+    def save(self, name: str, inputs: list[onnx.ValueInfoProto],
+             outputs: list[onnx.ValueInfoProto]) -> None:  # fmt: skip
+        body = helper.make_graph(self.nodes, name, inputs, outputs, self.initializers)
+        opsets = [helper.make_opsetid("", OPSET), helper.make_opsetid(MS_DOMAIN, 1)]
+        self.weights.save(helper.make_model(body, opset_imports=opsets, producer_name="tinyaudio"))
+
+
+def as_array(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.detach().float().contiguous().numpy()
+
+
+def _bias(module: torch.nn.Linear) -> torch.Tensor:
+    if module.bias is None:
+        return torch.zeros(module.out_features)
+    return module.bias.detach().float()
+
+
+def float_input(name: str, shape: list[int | str]) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
