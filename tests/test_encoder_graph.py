@@ -72,7 +72,8 @@ def test_states_match_transformers(kind, tmp_path):
 def test_attention_is_one_fused_operator_per_layer(kind, tmp_path):
     path = tmp_path / "encoder.onnx"
     export_encoder(ENCODERS[kind](), path)
-    ops = Counter(node.op_type for node in onnx.load(str(path), load_external_data=False).graph.node)
+    graph = onnx.load(str(path), load_external_data=False).graph
+    ops = Counter(node.op_type for node in graph.node)
     assert ops["MultiHeadAttention"] == LAYERS
     assert ops["MatMul"] == 4 * LAYERS  # q/k/v packed, output, fc1, fc2: no score MatMuls
     assert ops["Softmax"] == 0
