@@ -68,10 +68,16 @@ class Segmenter:
         seconds = FRAME / SAMPLE_RATE
         return self._onset * seconds, (self._start + len(self._frames)) * seconds
 
+    @property
+    def ending(self) -> bool:
+        """The pause has lasted the padding an utterance keeps: if it lasts the end-of-speech
+        wait, the utterance ends here, and its audio is all in."""
+        return self._quiet >= max(1, self.pad_frames) and self._speech >= self.min_speech_frames
+
     def pending(self) -> Utterance | None:
-        """The utterance that ends here if the pause in progress lasts: its speech and padding
-        are all in, so its final can be decoded during the rest of the end-of-speech wait."""
-        if self._quiet < max(1, self.pad_frames) or self._speech < self.min_speech_frames:
+        """The utterance that ends here if the pause in progress lasts (``ending``): its final
+        can be decoded during the rest of the end-of-speech wait."""
+        if not self.ending:
             return None
         spoken = len(self._frames) - self._quiet
         return self._utterance(spoken + self.pad_frames, spoken)
