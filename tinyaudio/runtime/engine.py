@@ -18,7 +18,12 @@ from tinyaudio.runtime.decoder import Decoder
 from tinyaudio.runtime.embeddings import TokenEmbeddings
 from tinyaudio.runtime.features import log_mel
 from tinyaudio.runtime.lengths import audio_tokens, conv_output_length
-from tinyaudio.runtime.sessions import check_threads, create_session, resolve_provider
+from tinyaudio.runtime.sessions import (
+    WINDOW_RUN,
+    check_threads,
+    create_session,
+    resolve_provider,
+)
 
 
 @dataclass
@@ -60,15 +65,15 @@ class Engine:
         graphs = manifest["graphs"]
         providers = resolve_provider(provider)
 
-        def session(name: str, arena: bool):
-            return create_session(directory / graphs[name]["file"], threads, providers, arena)
+        def session(name: str):
+            return create_session(directory / graphs[name]["file"], threads, providers)
 
         return cls(
             directory=directory,
             manifest=manifest,
-            encoder=session("encoder", arena=False),
-            projector=session("projector", arena=False),
-            decoder=Decoder(session("decoder", arena=True), manifest["dims"]),
+            encoder=session("encoder"),
+            projector=session("projector"),
+            decoder=Decoder(session("decoder"), manifest["dims"]),
             embeddings=TokenEmbeddings(directory, manifest["embeddings"]),
         )
 
@@ -92,10 +97,10 @@ class Engine:
         )
 
     def encode(self, features: np.ndarray) -> np.ndarray:
-        return self.encoder.run(None, {"input_features": features})[0]
+        return self.encoder.run(None, {"input_features": features}, WINDOW_RUN)[0]
 
     def project(self, encoder_states: np.ndarray) -> np.ndarray:
-        return self.projector.run(None, {"encoder_states": encoder_states})[0]
+        return self.projector.run(None, {"encoder_states": encoder_states}, WINDOW_RUN)[0]
 
     def audio_rows(self, features: np.ndarray, mel_length: int) -> np.ndarray:
         """[N, H] projector rows for the real audio (upstream: the first N, zero-padded)."""
