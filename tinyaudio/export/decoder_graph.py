@@ -38,7 +38,7 @@ VARIABLE_ROPE = ("dynamic", "longrope")  # their frequencies change with the len
 
 
 def _rms_norm(graph: GraphBuilder, x: str, norm: torch.nn.Module, eps: float) -> str:
-    scale = graph.parameter(norm.weight, norm, "weight")
+    scale = graph.parameter(norm)
     return graph.node("SimplifiedLayerNormalization", [x, scale], axis=-1, epsilon=eps)[0]
 
 
@@ -53,7 +53,7 @@ def _skip_rms_norm(graph: GraphBuilder, x: str, skip: str, norm: torch.nn.Module
                    eps: float) -> tuple[str, str]:  # fmt: skip
     """(norm(x + skip), x + skip) in one fused node."""
     name = graph.names[id(norm)]
-    scale = graph.parameter(norm.weight, norm, "weight")
+    scale = graph.parameter(norm)
     outputs = [f"{name}/normed", "", "", f"{name}/sum"]
     graph.node("SkipSimplifiedLayerNormalization", [x, skip, scale], outputs, f"{name}/skip",
                MS_DOMAIN, epsilon=eps)  # fmt: skip

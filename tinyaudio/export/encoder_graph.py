@@ -34,8 +34,8 @@ def _config(encoder: AudioEncoder):
 
 
 def _conv(graph: GraphBuilder, x: str, conv: torch.nn.Conv1d) -> str:
-    weight = graph.parameter(conv.weight, conv, "weight")
-    bias = graph.parameter(conv.bias, conv, "bias")
+    weight = graph.parameter(conv)
+    bias = graph.parameter(conv, "bias")
     (out,) = graph.node("Conv", [x, weight, bias], kernel_shape=list(conv.kernel_size),
                         strides=list(conv.stride), pads=[conv.padding[0]] * 2)  # fmt: skip
     return graph.node("Gelu", [out], domain=MS_DOMAIN)[0]
@@ -54,7 +54,7 @@ def _parts(encoder: AudioEncoder, layer: torch.nn.Module) -> dict:
 
 
 def _norm_weights(graph: GraphBuilder, norm: torch.nn.LayerNorm) -> list[str]:
-    return [graph.parameter(norm.weight, norm, "weight"), graph.parameter(norm.bias, norm, "bias")]
+    return [graph.parameter(norm), graph.parameter(norm, "bias")]
 
 
 def _skip_layer_norm(graph: GraphBuilder, x: str, skip: str, norm: torch.nn.LayerNorm,
@@ -113,8 +113,7 @@ def export_encoder(encoder: AudioEncoder, path: Path) -> None:
         if encoder.kind == "glmasr":
             rotary = _rotary(graph, encoder)
         else:  # Whisper: the first T rows of its position table
-            table = graph.parameter(module.embed_positions.weight, module.embed_positions,
-                                    "weight")  # fmt: skip
+            table = graph.parameter(module.embed_positions)
             (frames,) = graph.node("Shape", [x], start=1, end=2)
             (rows,) = graph.node("Slice", [table, graph.constant([0]), frames, graph.constant([0])])
             (x,) = graph.node("Add", [x, rows])

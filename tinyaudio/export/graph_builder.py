@@ -31,9 +31,9 @@ class GraphBuilder:
         self.initializers.append(self.weights.add(name, array))
         return name
 
-    def parameter(self, tensor: torch.Tensor, module: torch.nn.Module, kind: str) -> str:
+    def parameter(self, module: torch.nn.Module, kind: str = "weight") -> str:
         """A module's parameter, named as in PyTorch (``layers.3.input_layernorm.weight``)."""
-        return self.weight(f"{self.names[id(module)]}.{kind}", as_array(tensor))
+        return self.weight(f"{self.names[id(module)]}.{kind}", as_array(getattr(module, kind)))
 
     def constant(self, values: list[int]) -> str:
         """An int64 constant, one initializer per distinct value (layers share their shapes)."""
