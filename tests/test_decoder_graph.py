@@ -14,7 +14,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config, Qwen3Co
 from tinyaudio.errors import TinyAudioError
 from tinyaudio.export.decoder_graph import export_decoder, head_dim
 from tinyaudio.onnx_files import ALIGNMENT, INLINE_BYTES
-from tinyaudio.runtime.decoder import GROWTH, Decoder
+from tinyaudio.runtime.decoder import Decoder
 
 SIZES = dict(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
              num_key_value_heads=2, vocab_size=5000, max_position_embeddings=256,
@@ -86,32 +86,6 @@ def test_shared_buffer_equals_a_plain_past_present_loop(tmp_path):
         past = dict(zip(decoder.past_names, outputs[1:], strict=True))
     for buffer, name in zip(cache.buffers, decoder.past_names, strict=True):
         np.testing.assert_allclose(buffer, past[name], atol=1e-6)
-
-
-def test_a_full_cache_grows_and_decodes_the_same(tmp_path):
-    """A cache that starts one position past its prompt and grows (by GROWTH) gives the tokens
-    and logits of one sized for everything; its buffers move only when it grows; decoding ends
-    when the decoder's positions do."""
-    model = random_model(FAMILIES["qwen3"]())
-    decoder = export(model, tmp_path)
-    embed = lambda ids: model.get_input_embeddings().weight[ids].detach().numpy()  # noqa: E731
-    prompt = np.random.default_rng(2).standard_normal((1, 10, 64)).astype(np.float32)
-    steps = 2 * GROWTH + 20
-    roomy = decoder.new_cache(10 + steps)
-    roomy_steps = zip(decoder.generate(prompt, embed, roomy), range(steps), strict=False)
-    expected = [(token, logits.copy()) for (token, logits), _ in roomy_steps]
-    tight = decoder.new_cache(11)
-    moves, pointer = 0, tight.buffers[0].ctypes.data
-    for (token, logits), (want_token, want_logits) in zip(
-        decoder.generate(prompt, embed, tight), expected, strict=False
-    ):
-        assert token == want_token
-        np.testing.assert_allclose(logits, want_logits, atol=1e-5)
-        if tight.buffers[0].ctypes.data != pointer:
-            moves, pointer = moves + 1, tight.buffers[0].ctypes.data
-    assert moves == tight.generation == 3 and tight.capacity == 11 + 3 * GROWTH
-    tokens = sum(1 for _ in decoder.generate(prompt, embed, decoder.new_cache(11)))
-    assert tokens == decoder.max_positions - 10 + 1  # every position used, none past the last
 
 
 def test_weights_are_streamed_inline_or_aligned(tmp_path):

@@ -3,8 +3,7 @@
 The decoder graph (export/decoder_graph.py) attends with GroupQueryAttention, whose past and
 present are the same [1, kv_heads, capacity, head_dim] buffer per layer: with IO binding both
 point at it, so a step reads the cache where it lies and writes only its new rows: no per-step
-cache copies and no allocations (tests check that the bound pointers move only when a full
-cache grows).
+cache copies and no allocations (tests check that the bound pointers never move).
 """
 
 from __future__ import annotations
@@ -18,33 +17,16 @@ import onnxruntime as ort
 
 from tinyaudio.errors import TinyAudioError
 
-# Positions a decode cache starts with beyond its prompt, and grows by when full: transcripts
-# run ~3 tokens per audio second, far below the per-window token cap (16 + 12 per second), so
-# sizing the cache for the cap would hold (and attend over) hundreds of unused positions.
-GROWTH = 64
-
 
 class KVCache:
     """One [1, kv_heads, capacity, head_dim] float32 buffer per layer and per K/V."""
 
     def __init__(self, layers: int, kv_heads: int, head_dim: int, capacity: int) -> None:
         shape = (1, kv_heads, capacity, head_dim)
-        # The decoder's IO binding keeps pointers into these arrays: replaced only by ``grow``,
-        # which counts it in ``generation`` so that the decoder binds the new ones.
+        # A tuple, never replaced: the decoder's IO binding keeps pointers into these arrays.
         self.buffers = tuple(np.zeros(shape, dtype=np.float32) for _ in range(2 * layers))
         self.capacity = capacity
         self.length = 0
-        self.generation = 0
-
-    def grow(self, capacity: int) -> None:
-        """Move the cache to larger buffers (the positions so far are copied)."""
-        old = self.buffers
-        shape = (*old[0].shape[:2], capacity, old[0].shape[3])
-        self.buffers = tuple(np.zeros(shape, dtype=np.float32) for _ in old)
-        for new, buffer in zip(self.buffers, old, strict=True):
-            new[:, :, : self.length] = buffer[:, :, : self.length]
-        self.capacity = capacity
-        self.generation += 1
 
     def append(self, states: tuple[np.ndarray, ...]) -> None:
         """Copy precomputed positions (one [1, kv, n, hd] array per buffer) to the end."""
@@ -83,31 +65,26 @@ class Decoder:
         for name, array in (("seqlens_k", self.seqlens), ("total_sequence_length", self.total)):
             self.binding.bind_input(name, "cpu", 0, np.int32, list(array.shape),
                                     array.ctypes.data)  # fmt: skip
-        # The cache (and its generation) the binding points into.
-        self._bound: tuple[weakref.ref[KVCache], int] | None = None
+        self._bound: weakref.ref[KVCache] | None = None  # the cache the binding points into
 
     def _bind_cache(self, cache: KVCache) -> None:
-        """Point past and present at ``cache``'s buffers, once per cache and generation: 56
-        bindings cost ~1.5 ms, 6 % of a Qwen3-0.6B step, if they are made every token."""
-        bound = self._bound
-        if bound is not None and bound[0]() is cache and bound[1] == cache.generation:
+        """Point past and present at ``cache``'s buffers, once per cache: 56 bindings cost
+        ~1.5 ms, 6 % of a Qwen3-0.6B step, if they are made every token."""
+        if self._bound is not None and self._bound() is cache:
             return
         shape = list(cache.buffers[0].shape)
         for past, present, buffer in zip(self.past_names, self.present_names, cache.buffers,
                                          strict=True):  # fmt: skip
             self.binding.bind_input(past, "cpu", 0, np.float32, shape, buffer.ctypes.data)
             self.binding.bind_output(present, "cpu", 0, np.float32, shape, buffer.ctypes.data)
-        self._bound = (weakref.ref(cache), cache.generation)
-
-    def check_positions(self, needed: int) -> None:
-        if needed > self.max_positions:
-            raise TinyAudioError(
-                f"prompt and output need {needed} positions; this decoder holds at most "
-                f"{self.max_positions}"
-            )
+        self._bound = weakref.ref(cache)
 
     def new_cache(self, capacity: int) -> KVCache:
-        self.check_positions(capacity)
+        if capacity > self.max_positions:
+            raise TinyAudioError(
+                f"prompt and output need {capacity} positions; this decoder holds at most "
+                f"{self.max_positions}"
+            )
         return KVCache(self.layers, self.kv_heads, self.head_dim, capacity)
 
     def forward(self, embeds: np.ndarray, cache: KVCache) -> np.ndarray:
@@ -132,8 +109,7 @@ class Decoder:
         embed: Callable[[list[int]], np.ndarray],
         cache: KVCache,
     ) -> Iterator[tuple[int, np.ndarray]]:
-        """Greedy decoding: yields (token, logits) until the caller stops or the decoder's
-        positions run out. A full cache grows by ``GROWTH`` positions at a time.
+        """Greedy decoding: yields (token, logits) forever; the caller decides when to stop.
 
         ``prompt`` [1, L, H] is what is not in ``cache`` yet. The logits array is reused.
         """
@@ -142,7 +118,5 @@ class Decoder:
             token = int(np.argmax(logits[0]))
             yield token, logits
             if cache.length >= cache.capacity:
-                if cache.capacity >= self.max_positions:
-                    return
-                cache.grow(min(cache.capacity + GROWTH, self.max_positions))
+                return
             logits = self.forward(embed([token])[None], cache)

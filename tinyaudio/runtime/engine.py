@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from tinyaudio.bundle import read_manifest, verify_bundle
-from tinyaudio.runtime.decoder import GROWTH, Decoder
+from tinyaudio.runtime.decoder import Decoder
 from tinyaudio.runtime.embeddings import TokenEmbeddings
 from tinyaudio.runtime.features import log_mel
 from tinyaudio.runtime.lengths import audio_tokens, conv_output_length
@@ -151,10 +151,7 @@ class Engine:
         Only the audio rows and the suffix are prefilled: the prefix's states are reused."""
         prefix, suffix = self._prompt_ids(prefix, suffix)
         rest = np.concatenate([rows, self.embeddings(suffix)]).astype(np.float32)[None]
-        prompt_length = len(prefix) + rest.shape[1]
-        self.decoder.check_positions(prompt_length + max_new_tokens)
-        # The cache starts with room for GROWTH tokens and grows as they need it.
-        cache = self.decoder.new_cache(prompt_length + min(max_new_tokens, GROWTH))
+        cache = self.decoder.new_cache(len(prefix) + rest.shape[1] + max_new_tokens)
         if prefix:
             cache.append(self.prefix_states(prefix))
         steps = self.decoder.generate(rest, self.embeddings, cache)
