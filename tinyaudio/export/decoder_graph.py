@@ -24,13 +24,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 from onnx import TensorProto, helper
 from transformers import PretrainedConfig, PreTrainedModel
 
 from tinyaudio.errors import TinyAudioError
-from tinyaudio.export.graph_builder import MS_DOMAIN, GraphBuilder, as_array, float_input
+from tinyaudio.export.graph_builder import (
+    MS_DOMAIN,
+    GraphBuilder,
+    as_array,
+    float_input,
+    rotary_tables,
+)
 from tinyaudio.onnx_files import ExternalWeights
 
 ROTARY_POSITIONS = 8192  # the rotary tables' length: a 30 s window needs ~400 prompt positions
@@ -49,29 +54,8 @@ def _head_norm(graph: GraphBuilder, x: str, norm: torch.nn.Module, eps: float, s
     return graph.node("Reshape", [normed, graph.constant([0, 0, -1])])[0]
 
 
-def _skip_rms_norm(graph: GraphBuilder, x: str, skip: str, norm: torch.nn.Module,
-                   eps: float) -> tuple[str, str]:  # fmt: skip
-    """(norm(x + skip), x + skip) in one fused node."""
-    name = graph.names[id(norm)]
-    scale = graph.parameter(norm)
-    outputs = [f"{name}/normed", "", "", f"{name}/sum"]
-    graph.node("SkipSimplifiedLayerNormalization", [x, skip, scale], outputs, f"{name}/skip",
-               MS_DOMAIN, epsilon=eps)  # fmt: skip
-    return outputs[0], outputs[3]
-
-
 def head_dim(config: PretrainedConfig) -> int:
     return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-
-
-def rotary_tables(language_model: PreTrainedModel, positions: int) -> tuple[np.ndarray, np.ndarray]:
-    """cos/sin [positions, head_dim/2] exactly as the model's rotary module computes them
-    (its inv_freq carries any rope scaling; attention_scaling multiplies both)."""
-    rotary = language_model.model.rotary_emb
-    inv_freq = rotary.inv_freq.float()
-    freqs = torch.arange(positions, dtype=torch.float32)[:, None] * inv_freq[None]
-    scaling = float(getattr(rotary, "attention_scaling", 1.0))
-    return as_array(freqs.cos() * scaling), as_array(freqs.sin() * scaling)
 
 
 def check_supported(config: PretrainedConfig) -> None:
@@ -126,14 +110,14 @@ def _layer(graph: GraphBuilder, layer: torch.nn.Module, index: int, inputs: tupl
         rotary_interleaved=0,
     )[0]  # fmt: skip
     attended = graph.linear(context, [attention.o_proj], f"{prefix}.self_attn.o_proj")
-    normed, hidden = _skip_rms_norm(graph, attended, hidden, layer.post_attention_layernorm, eps)
+    normed, hidden = graph.skip_norm(attended, hidden, layer.post_attention_layernorm, eps)
     gate_up = graph.linear(normed, [mlp.gate_proj, mlp.up_proj], f"{prefix}.mlp.gate_up_proj")
     halves = graph.constant([config.intermediate_size] * 2)
     gate, up = graph.node("Split", [gate_up, halves], 2, axis=-1)
     (silu,) = graph.node("Mul", [gate, graph.node("Sigmoid", [gate])[0]])
     (product,) = graph.node("Mul", [silu, up])
     down = graph.linear(product, [mlp.down_proj], f"{prefix}.mlp.down_proj")
-    return _skip_rms_norm(graph, down, hidden, following, eps)
+    return graph.skip_norm(down, hidden, following, eps)
 
 
 def export_decoder(language_model: PreTrainedModel, path: Path) -> int:
@@ -144,7 +128,7 @@ def export_decoder(language_model: PreTrainedModel, path: Path) -> int:
     layers, final_norm = language_model.model.layers, language_model.model.norm
     with ExternalWeights(path) as weights:
         graph = GraphBuilder(weights, language_model)
-        cos, sin = rotary_tables(language_model, positions)
+        cos, sin = rotary_tables(language_model.model.rotary_emb, positions)
         rotary = [graph.weight("rotary.cos", cos), graph.weight("rotary.sin", sin)]
         state = (_rms_norm(graph, "inputs_embeds", layers[0].input_layernorm, config.rms_norm_eps),
                  "inputs_embeds")  # fmt: skip

@@ -20,7 +20,7 @@ import torch
 
 from tinyaudio.errors import TinyAudioError
 from tinyaudio.export.encoder import AudioEncoder
-from tinyaudio.export.graph_builder import MS_DOMAIN, GraphBuilder, as_array, float_input
+from tinyaudio.export.graph_builder import MS_DOMAIN, GraphBuilder, float_input, rotary_tables
 from tinyaudio.onnx_files import ExternalWeights
 
 
@@ -53,20 +53,6 @@ def _parts(encoder: AudioEncoder, layer: torch.nn.Module) -> dict:
             "norm2": layer.final_layer_norm, "fc1": layer.fc1, "fc2": layer.fc2}  # fmt: skip
 
 
-def _norm_weights(graph: GraphBuilder, norm: torch.nn.LayerNorm) -> list[str]:
-    return [graph.parameter(norm), graph.parameter(norm, "bias")]
-
-
-def _skip_layer_norm(graph: GraphBuilder, x: str, skip: str, norm: torch.nn.LayerNorm,
-                     normed: str = "") -> tuple[str, str]:  # fmt: skip
-    """(norm(x + skip), x + skip) in one fused node."""
-    name = graph.names[id(norm)]
-    outputs = [normed or f"{name}/normed", "", "", f"{name}/sum"]
-    graph.node("SkipLayerNormalization", [x, skip, *_norm_weights(graph, norm)], outputs,
-               f"{name}/skip", MS_DOMAIN, epsilon=norm.eps)  # fmt: skip
-    return outputs[0], outputs[3]
-
-
 def _layer(graph: GraphBuilder, parts: dict, heads: int, inputs: tuple[str, str],
            following: torch.nn.LayerNorm, rotary: dict | None,
            normed_name: str = "") -> tuple[str, str]:  # fmt: skip
@@ -83,21 +69,18 @@ def _layer(graph: GraphBuilder, parts: dict, heads: int, inputs: tuple[str, str]
     (context,) = graph.node("MultiHeadAttention", [query, key, value], 1, f"{prefix}.attention",
                             MS_DOMAIN, num_heads=heads, scale=head_size**-0.5)  # fmt: skip
     attended = graph.linear(context, [parts["o"]])
-    normed, hidden = _skip_layer_norm(graph, attended, hidden, parts["norm2"])
+    normed, hidden = graph.skip_norm(attended, hidden, parts["norm2"], parts["norm2"].eps)
     (up,) = graph.node("Gelu", [graph.linear(normed, [parts["fc1"]])], domain=MS_DOMAIN)
     down = graph.linear(up, [parts["fc2"]])
-    return _skip_layer_norm(graph, down, hidden, following, normed_name)
+    return graph.skip_norm(down, hidden, following, following.eps, normed_name)
 
 
 def _rotary(graph: GraphBuilder, encoder: AudioEncoder) -> dict:
     """GLM-ASR's rotary: cos/sin tables over its position limit, rotating the first
     ``len(inv_freq) * 2`` dims of each head (half of them: partial_rotary_factor 0.5)."""
     rotary = encoder.module.rotary_emb
-    positions = encoder.module.config.max_position_embeddings
-    freqs = torch.arange(positions, dtype=torch.float32)[:, None] * rotary.inv_freq.float()[None]
-    scaling = float(getattr(rotary, "attention_scaling", 1.0))
-    cos = graph.weight("rotary.cos", as_array(freqs.cos() * scaling))
-    sin = graph.weight("rotary.sin", as_array(freqs.sin() * scaling))
+    cos, sin = rotary_tables(rotary, encoder.module.config.max_position_embeddings)
+    cos, sin = graph.weight("rotary.cos", cos), graph.weight("rotary.sin", sin)
     return {"inputs": [graph.constant([0]), cos, sin], "dim": 2 * len(rotary.inv_freq)}
 
 
@@ -120,7 +103,7 @@ def export_encoder(encoder: AudioEncoder, path: Path) -> None:
         layers = [_parts(encoder, layer) for layer in module.layers]
         final = module.norm if encoder.kind == "glmasr" else module.layer_norm
         first = layers[0]["norm1"]
-        (normed,) = graph.node("LayerNormalization", [x, *_norm_weights(graph, first)], axis=-1,
+        (normed,) = graph.node("LayerNormalization", [x, *graph.norm_weights(first)], axis=-1,
                                epsilon=first.eps)  # fmt: skip
         state = (normed, x)
         for index, parts in enumerate(layers):

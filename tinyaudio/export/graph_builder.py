@@ -66,6 +66,24 @@ class GraphBuilder:
             (out,) = self.node("Add", [out, self.weight(name + ".bias", bias)])
         return out
 
+    def norm_weights(self, norm: torch.nn.Module) -> list[str]:
+        """Scale (and shift, for a LayerNorm that has one): the norm nodes' weight inputs."""
+        biased = isinstance(norm, torch.nn.LayerNorm) and norm.bias is not None
+        return [self.parameter(norm), *([self.parameter(norm, "bias")] if biased else [])]
+
+    def skip_norm(self, x: str, skip: str, norm: torch.nn.Module, eps: float,
+                  normed: str = "") -> tuple[str, str]:  # fmt: skip
+        """(norm(x + skip), x + skip) in one fused node: onnxruntime's SkipLayerNormalization for
+        a LayerNorm, SkipSimplifiedLayerNormalization for an RMSNorm. ``normed`` names the
+        first output (default: after the norm)."""
+        name = self.names[id(norm)]
+        layer_norm = isinstance(norm, torch.nn.LayerNorm)
+        op = "SkipLayerNormalization" if layer_norm else "SkipSimplifiedLayerNormalization"
+        outputs = [normed or f"{name}/normed", "", "", f"{name}/sum"]
+        self.node(op, [x, skip, *self.norm_weights(norm)], outputs, f"{name}/skip", MS_DOMAIN,
+                  epsilon=eps)  # fmt: skip
+        return outputs[0], outputs[3]
+
     def save(self, name: str, inputs: list[onnx.ValueInfoProto],
              outputs: list[onnx.ValueInfoProto]) -> None:  # fmt: skip
         body = helper.make_graph(self.nodes, name, inputs, outputs, self.initializers)
@@ -75,6 +93,15 @@ class GraphBuilder:
 
 def as_array(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().float().contiguous().numpy()
+
+
+def rotary_tables(rotary: torch.nn.Module, positions: int) -> tuple[np.ndarray, np.ndarray]:
+    """cos/sin [positions, rotary dims / 2] exactly as a transformers rotary module computes
+    them (inv_freq carries any rope scaling and partial rotary; attention_scaling multiplies
+    both)."""
+    freqs = torch.arange(positions, dtype=torch.float32)[:, None] * rotary.inv_freq.float()[None]
+    scaling = float(getattr(rotary, "attention_scaling", 1.0))
+    return as_array(freqs.cos() * scaling), as_array(freqs.sin() * scaling)
 
 
 def _bias(module: torch.nn.Linear) -> torch.Tensor:

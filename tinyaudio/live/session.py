@@ -48,7 +48,7 @@ class LiveTranscriber:
         self.segmenter = segmenter
         self.partial_interval = partial_interval
         self._ahead: tuple[tuple, Event] | None = None  # a final decoded during the pause
-        self._finished: list[Utterance | None] = []  # utterances the VAD ended, finals to come
+        self._finished: list[Utterance] = []  # utterances the VAD ended, finals to come
         self._converter: Converter | None = None
         self.finals_decoded_ahead = 0
         self.partials_dropped = 0
@@ -77,7 +77,8 @@ class LiveTranscriber:
                 yield from self._finals()
         if self._converter is not None:
             self._finished += self.segmenter.feed(self._converter.finish())
-        self._finished.append(self.segmenter.flush())
+        last = self.segmenter.flush()
+        self._finished += [last] if last is not None else []
         yield from self._finals()
 
     def superseded(self, capture: Capture) -> bool:
@@ -113,8 +114,7 @@ class LiveTranscriber:
     def _finals(self) -> Iterator[Event]:
         finished, self._finished = self._finished, []
         for utterance in finished:
-            if utterance is not None:
-                yield from self._final(utterance)
+            yield from self._final(utterance)
 
     def _decode_ahead(self) -> None:
         utterance = self.segmenter.pending()
