@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
 from tinyaudio.errors import TinyAudioError
@@ -77,16 +77,78 @@ class LoraAdapter:
     tensors: dict[str, torch.Tensor]  # PEFT names: base_model.model.<module>.lora_{A,B}.weight
 
 
+class TensorFiles:
+    """The tensors of safetensors files under one name prefix, read one at a time on demand.
+
+    A model's weights are never all in memory at once: a loader copies each tensor into its
+    (FP32) module and drops it, so loading a bf16 checkpoint peaks at the module's size, not at
+    the module plus the whole checkpoint."""
+
+    def __init__(self, paths: list[Path], prefix: str = "") -> None:
+        self.prefix = prefix
+        self.where: dict[str, Path] = {}
+        for path in paths:
+            try:
+                with safe_open(str(path), framework="pt") as f:
+                    names = [k for k in f.keys() if k.startswith(prefix)]  # noqa: SIM118
+            except (SafetensorError, OSError) as exc:
+                raise TinyAudioError(f"cannot read {path}: {exc}") from None
+            for name in names:
+                self.where.setdefault(name[len(prefix) :], path)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.where
+
+    def __len__(self) -> int:
+        return len(self.where)
+
+    def names(self) -> list[str]:
+        return list(self.where)
+
+    def shape(self, name: str) -> list[int]:
+        with safe_open(str(self.where[name]), framework="pt") as f:
+            return list(f.get_slice(self.prefix + name).get_shape())
+
+    def get(self, name: str) -> torch.Tensor:
+        with safe_open(str(self.where[name]), framework="pt") as f:
+            return f.get_tensor(self.prefix + name)
+
+    def load(self) -> dict[str, torch.Tensor]:
+        return {name: self.get(name) for name in self.where}
+
+
+def check_tensors(
+    expected: dict[str, list[int]],
+    found: TensorFiles,
+    where: str,
+    optional: frozenset[str] = frozenset(),
+    extra_ok: bool = False,
+) -> None:
+    """Every expected tensor (bar ``optional``) present with its shape; nothing else unless
+    ``extra_ok`` (a GLM-ASR repo also holds its own LLM, which the encoder ignores)."""
+    missing = sorted(set(expected) - set(found.names()) - optional)
+    unexpected = [] if extra_ok else sorted(set(found.names()) - set(expected))
+    if missing or unexpected:
+        raise TinyAudioError(
+            f"{where} do not match the config: {len(missing)} missing {missing[:3]}, "
+            f"{len(unexpected)} unexpected {unexpected[:3]}"
+        )
+    for name in set(found.names()) & set(expected):
+        if found.shape(name) != list(expected[name]):
+            raise TinyAudioError(
+                f"tensor shape mismatch in {where}: {name} is {found.shape(name)}, "
+                f"config says {list(expected[name])}"
+            )
+
+
 @dataclass
 class Checkpoint:
     directory: Path
     config: dict[str, Any]  # config.json with upstream defaults filled in
-    tensors: dict[str, torch.Tensor]  # model.safetensors
+    projector: dict[str, torch.Tensor]  # projector.* of model.safetensors, prefix removed
+    language_model: TensorFiles  # language_model.* (a fine-tuned decoder), read when needed
     adapter: LoraAdapter | None
     prompt: PromptFormat
-
-    def with_prefix(self, prefix: str) -> dict[str, torch.Tensor]:
-        return {k[len(prefix) :]: v for k, v in self.tensors.items() if k.startswith(prefix)}
 
 
 def read_checkpoint(directory: Path) -> Checkpoint:
@@ -94,11 +156,13 @@ def read_checkpoint(directory: Path) -> Checkpoint:
     weights = directory / "model.safetensors"
     if not weights.is_file():
         raise TinyAudioError(f"checkpoint {directory} has no model.safetensors")
-    tensors = load_safetensors(weights)
-    if not any(k.startswith("projector.") for k in tensors):
+    projector = TensorFiles([weights], "projector.")
+    if not len(projector):
         raise TinyAudioError(f"{weights} holds no projector.* tensors: not a tiny-audio checkpoint")
     adapter = read_adapter(directory) if config["use_lora"] else None
-    return Checkpoint(directory, config, tensors, adapter, read_prompt_format(directory))
+    fine_tuned = TensorFiles([weights], "language_model.")
+    prompt = read_prompt_format(directory)
+    return Checkpoint(directory, config, projector.load(), fine_tuned, adapter, prompt)
 
 
 def load_safetensors(path: Path) -> dict[str, torch.Tensor]:

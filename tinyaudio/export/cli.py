@@ -53,8 +53,8 @@ def _run(args: argparse.Namespace) -> None:
     check_output(output, args.force)  # fail before minutes of work
     extra_audio = gate_audio(args.gate_audio)
     progress = Progress(enabled=not args.quiet)
-    with progress.stage(f"load {model_name}"):
-        model = load_model(model_name, args.projector, args.encoder_dir, args.llm_dir)
+    with progress.stage(f"read {model_name} (encoder and LLM load at their stages)"):
+        model = load_model(model_name, args.projector, args.encoder_dir, args.llm_dir, parts=())
     if args.precision == "fp32":
         with writing_directory(output, args.force) as work:
             export_fp32(model, work, progress)
@@ -63,7 +63,6 @@ def _run(args: argparse.Namespace) -> None:
             fp32 = tmp / "fp32"
             fp32.mkdir()
             export_fp32(model, fp32, progress)
-            del model  # the PyTorch weights are not needed for quantization
             quantize_bundle(fp32, output, args.precision, args.force, args.block_size,
                             extra_audio, progress)  # fmt: skip
     print(output)

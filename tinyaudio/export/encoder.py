@@ -2,30 +2,40 @@
 
 Upstream loads the whole GLM-ASR model (1.5 B, with trust_remote_code) and keeps `.audio_tower`;
 we build transformers' own GlmAsrEncoder / WhisperEncoder from the config and read only the
-encoder's tensors from the safetensors files: same weights, a third of the memory, no remote code.
+encoder's tensors from the safetensors files, one at a time: same weights, a third of the memory,
+no remote code.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from torch import nn
 from transformers import AutoConfig, GlmAsrEncoder, WhisperFeatureExtractor
 from transformers.initialization import no_init_weights
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from tinyaudio.errors import TinyAudioError
-from tinyaudio.export.checkpoint import weight_files
+from tinyaudio.export.checkpoint import TensorFiles, check_tensors, weight_files
+from tinyaudio.runtime.lengths import HOP_LENGTH, SAMPLE_RATE
 
-# model_type in the encoder repo's config.json → (sub-config attribute, key prefixes in the weights)
+log = logging.getLogger("tinyaudio")
+
+# model_type in the encoder repo's config.json → (sub-config attribute, key prefixes in the
+# weights). GLM-ASR-Nano-2512 keeps `audio_tower.*`; transformers' newer GlmAsr classes save
+# `model.audio_tower.*`.
 _LAYOUTS = {
-    "glmasr": ("audio_config", ("audio_tower.",)),
-    "glmasr_encoder": (None, ("", "audio_tower.")),
+    "glmasr": ("audio_config", ("audio_tower.", "model.audio_tower.")),
+    "glmasr_encoder": (None, ("", "audio_tower.", "model.audio_tower.")),
     "whisper": (None, ("model.encoder.", "encoder.")),
 }
+# GLM-ASR-Nano as published before its transformers port (2025-12-27), for remote code only.
+PRE_TRANSFORMERS_PREFIX = "audio_encoder.whisper."
+N_FFT = 400
+FRONT_END_FILES = ("preprocessor_config.json", "processor_config.json")
 
 
 @dataclass
@@ -53,71 +63,93 @@ class AudioEncoder:
         return enc.layer_norm(x)
 
 
+@dataclass(frozen=True)
+class EncoderInfo:
+    """What the export needs to know about the encoder before (or without) loading it."""
+
+    kind: str
+    hidden_size: int
+    feature_extractor: WhisperFeatureExtractor
+
+
+def read_encoder_info(directory: Path) -> EncoderInfo:
+    return _info(directory, *_read_config(directory))
+
+
+def _info(directory: Path, config, sub_config) -> EncoderInfo:
+    kind = "whisper" if config.model_type == "whisper" else "glmasr"
+    hidden = getattr(sub_config, "hidden_size", None) or sub_config.d_model
+    return EncoderInfo(kind, hidden, read_feature_extractor(directory, sub_config.num_mel_bins))
+
+
 def load_encoder(directory: Path, dtype: torch.dtype = torch.float32) -> AudioEncoder:
-    config = _read_config(directory)
-    model_type = config.model_type
-    if model_type not in _LAYOUTS:
-        raise TinyAudioError(
-            f"audio encoder {directory} has model_type '{model_type}'; supported: "
-            f"{', '.join(_LAYOUTS)} (GLM-ASR-Nano or Whisper)"
-        )
-    sub, prefixes = _LAYOUTS[model_type]
-    enc_config = getattr(config, sub) if sub else config
+    config, sub_config = _read_config(directory)
+    info = _info(directory, config, sub_config)
     with no_init_weights():
-        module = (
-            GlmAsrEncoder(enc_config)
-            if model_type.startswith("glmasr")
-            else (WhisperEncoder(enc_config))
-        )
+        module = (WhisperEncoder if info.kind == "whisper" else GlmAsrEncoder)(sub_config)
     expected = module.state_dict()
-    state = _read_tensors(directory, prefixes, expected)
-    module.load_state_dict(state, strict=True)
+    files = weight_files(directory)
+    found = max(
+        (TensorFiles(files, prefix) for prefix in _LAYOUTS[config.model_type][1]),
+        key=lambda tensors: len(set(expected) & set(tensors.names())),
+    )
+    shapes = {name: list(tensor.shape) for name, tensor in expected.items()}
+    where = f"audio encoder weights in {directory} (under '{found.prefix}')"
+    check_tensors(shapes, found, where, extra_ok=True)
+    with torch.no_grad():
+        for name, target in expected.items():  # one tensor at a time: no second copy
+            target.copy_(found.get(name))
     module = module.to(dtype).eval().requires_grad_(False)
-    kind = "whisper" if model_type == "whisper" else "glmasr"
-    hidden = getattr(enc_config, "hidden_size", None) or enc_config.d_model
-    return AudioEncoder(kind, module, _read_feature_extractor(directory), hidden)
+    return AudioEncoder(info.kind, module, info.feature_extractor, info.hidden_size)
 
 
 def _read_config(directory: Path):
+    """(the repo's config, the encoder's own config within it)."""
+    if len(TensorFiles(weight_files(directory), PRE_TRANSFORMERS_PREFIX)):
+        raise TinyAudioError(
+            f"audio encoder {directory} is GLM-ASR-Nano as published before its transformers "
+            f"port ({PRE_TRANSFORMERS_PREFIX}* tensors): download zai-org/GLM-ASR-Nano-2512 again"
+        )
     if not (directory / "config.json").is_file():
         raise TinyAudioError(f"audio encoder {directory} has no config.json")
     try:
-        return AutoConfig.from_pretrained(str(directory), trust_remote_code=False)
+        config = AutoConfig.from_pretrained(str(directory), trust_remote_code=False)
     except (ValueError, OSError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TinyAudioError(f"cannot read encoder config in {directory}: {first}") from None
-
-
-def _read_tensors(directory: Path, prefixes: tuple[str, ...], expected: dict) -> dict:
-    """Read only the encoder's tensors, under whichever known prefix the repo uses."""
-    state: dict[str, torch.Tensor] = {}
-    for path in weight_files(directory):
-        with safe_open(str(path), framework="pt") as f:
-            for key in f.keys():  # noqa: SIM118 - safe_open is not a mapping
-                for prefix in prefixes:
-                    name = key[len(prefix) :]
-                    if key.startswith(prefix) and name in expected and name not in state:
-                        state[name] = f.get_tensor(key)
-                        break
-    missing = sorted(set(expected) - set(state))
-    if missing:
+    if config.model_type not in _LAYOUTS:
         raise TinyAudioError(
-            f"audio encoder weights in {directory} lack {len(missing)} of {len(expected)} "
-            f"tensors (first: {missing[0]}; looked under prefixes {list(prefixes)})"
+            f"audio encoder {directory} has model_type '{config.model_type}'; supported: "
+            f"{', '.join(_LAYOUTS)} (GLM-ASR-Nano or Whisper)"
         )
-    for name, tensor in state.items():
-        if tensor.shape != expected[name].shape:
+    sub = _LAYOUTS[config.model_type][0]
+    return config, getattr(config, sub) if sub else config
+
+
+def read_feature_extractor(directory: Path, num_mel_bins: int) -> WhisperFeatureExtractor:
+    """The front end's settings from preprocessor_config.json or processor_config.json (what
+    transformers 5 writes); from the encoder's mel count, with a warning, when the repo has
+    neither. Settings our log-mel front end does not implement are refused."""
+    if any((directory / name).is_file() for name in FRONT_END_FILES):
+        try:
+            extractor = WhisperFeatureExtractor.from_pretrained(str(directory))
+        except (OSError, ValueError, TypeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise TinyAudioError(
-                f"tensor shape mismatch in audio encoder {directory}: {name} is "
-                f"{list(tensor.shape)}, config says {list(expected[name].shape)}"
+                f"audio encoder {directory}: bad front-end config: {first}"
+            ) from None
+    else:
+        files = " or ".join(FRONT_END_FILES)
+        log.warning("audio encoder %s has no %s: using Whisper's front end with the encoder's "
+                    "%d mel bins", directory, files, num_mel_bins)  # fmt: skip
+        extractor = WhisperFeatureExtractor(feature_size=num_mel_bins, sampling_rate=SAMPLE_RATE,
+                                            hop_length=HOP_LENGTH, n_fft=N_FFT)  # fmt: skip
+    wanted = {"feature_size": num_mel_bins, "sampling_rate": SAMPLE_RATE,
+              "hop_length": HOP_LENGTH, "n_fft": N_FFT}  # fmt: skip
+    for key, value in wanted.items():
+        if getattr(extractor, key, None) != value:
+            raise TinyAudioError(
+                f"audio encoder {directory}: its front end has {key} "
+                f"{getattr(extractor, key, None)}, the encoder needs {value}"
             )
-    return state
-
-
-def _read_feature_extractor(directory: Path) -> WhisperFeatureExtractor:
-    try:
-        return WhisperFeatureExtractor.from_pretrained(str(directory))
-    except (OSError, ValueError) as exc:
-        raise TinyAudioError(
-            f"audio encoder {directory} has no usable preprocessor_config.json ({exc})"
-        ) from None
+    return extractor

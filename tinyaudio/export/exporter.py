@@ -12,38 +12,47 @@ from tinyaudio.bundle import write_manifest
 from tinyaudio.errors import TinyAudioError
 from tinyaudio.export import decoder_graph, encoder_graph, graphs
 from tinyaudio.export.loader import TinyAudioModel
-from tinyaudio.export.parity import check_parity
+from tinyaudio.export.parity import Parity
 from tinyaudio.export.reference import ReferenceTranscriber
 from tinyaudio.onnx_files import graph_io, load_model
 from tinyaudio.progress import Progress
 from tinyaudio.quantize.weights import lm_head_embeddings
-from tinyaudio.runtime.engine import Engine
+from tinyaudio.runtime.engine import AUDIO_GRAPHS, GRAPHS, Engine
 from tinyaudio.runtime.lengths import HOP_LENGTH, SAMPLE_RATE, WINDOW_FRAMES
 
 TOOLS = ("tinyaudio", "torch", "transformers", "onnx", "onnxscript", "onnxruntime", "tokenizers")
 
 
 def export_fp32(model: TinyAudioModel, directory: Path, progress: Progress) -> dict[str, Any]:
-    """Write the FP32 bundle into ``directory`` (an empty work dir) and return its manifest."""
-    decoder_graph.check_supported(model.language_model.config)  # before minutes of tracing
-    n_mels = model.encoder.feature_extractor.feature_size
-    files = {name: f"{name}.onnx" for name in ("encoder", "projector", "decoder")}
-    with progress.stage(f"export encoder ({model.encoder.kind})"):
-        encoder_graph.export_encoder(model.encoder, directory / files["encoder"])
+    """Write the FP32 bundle into ``directory`` (an empty work dir) and return its manifest.
+
+    Stage by stage, each checked before the next: a large module is loaded, its graph written
+    and its PyTorch outputs taken, then it is freed before its graph's session is opened, so
+    the export peaks at about its largest part (the LLM), not at the whole model twice."""
+    decoder_graph.check_supported(model.llm_config)  # before minutes of work
+    files = {name: f"{name}.onnx" for name in GRAPHS}
+    parity = Parity(model)
+    stage = progress.stage(f"export encoder ({model.encoder_info.kind})")
+    with stage, model.holding("encoder") as encoder:
+        encoder_graph.export_encoder(encoder, directory / files["encoder"])
+        states = parity.encoder_states(encoder)
     with progress.stage(f"export projector ({model.projector.describe()})"):
         graphs.export_projector(
-            model.projector, model.encoder.hidden_size, directory / files["projector"]
+            model.projector, model.encoder_info.hidden_size, directory / files["projector"]
         )
-    with progress.stage("export decoder (GroupQueryAttention, shared KV cache, last logits)"):
-        positions = decoder_graph.export_decoder(model.language_model, directory / files["decoder"])
+        rows = parity.audio_rows(states["fast"])
+    stage = progress.stage("export decoder (GroupQueryAttention, shared KV cache, last logits)")
+    with stage, model.holding("language_model") as language_model:
+        positions = decoder_graph.export_decoder(language_model, directory / files["decoder"])
+        decoder_reference = parity.decoder_reference(rows)
     model.tokenizer.backend_tokenizer.save(str(directory / "tokenizer.json"))
-    dims = _dims(model, n_mels, positions)
+    dims = _dims(model, positions)
     manifest = {
         "precision": "fp32",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": _identity(model),
         "dims": dims,
-        "audio": _front_end(model, n_mels),
+        "audio": _front_end(model, dims["n_mels"]),
         "prompt": _prompt(model),
         "graphs": {
             name: {
@@ -57,8 +66,16 @@ def export_fp32(model: TinyAudioModel, directory: Path, progress: Progress) -> d
         "embeddings": lm_head_embeddings(directory / files["decoder"], dims["llm_hidden"]),
         "tools": _tool_versions(),
     }
-    with progress.stage("parity: ONNX FP32 vs PyTorch (encoder both modes, projector, decoder)"):
-        manifest["parity"] = check_parity(model, Engine.load(directory, manifest))
+    with progress.stage("parity: ONNX FP32 vs PyTorch (encoder both modes, projector)"):
+        audio = Engine.load(directory, manifest, graphs=AUDIO_GRAPHS)
+        parity.check_encoder(states, audio)
+        parity.check_projector(states["fast"], audio)
+        del audio
+    with progress.stage("parity: ONNX FP32 vs PyTorch (decoder)"):
+        parity.check_decoder(
+            decoder_reference, rows, Engine.load(directory, manifest, graphs=("decoder",))
+        )
+    manifest["parity"] = parity.finish()
     decoder = manifest["parity"]["decoder"]
     progress.note(
         f"decoder logits max abs {decoder['logits_max_abs']:.2e} over {decoder['steps']} steps, "
@@ -67,13 +84,13 @@ def export_fp32(model: TinyAudioModel, directory: Path, progress: Progress) -> d
     return write_manifest(directory, manifest)
 
 
-def _dims(model: TinyAudioModel, n_mels: int, positions: int) -> dict[str, int]:
-    config = model.language_model.config
+def _dims(model: TinyAudioModel, positions: int) -> dict[str, int]:
+    config = model.llm_config
     return {
-        "n_mels": n_mels,
-        "encoder_hidden": model.encoder.hidden_size,
+        "n_mels": model.feature_extractor.feature_size,
+        "encoder_hidden": model.encoder_info.hidden_size,
         "llm_hidden": config.hidden_size,
-        "vocab_size": model.language_model.get_output_embeddings().weight.shape[0],
+        "vocab_size": len(model.tokenizer),  # the LLM's rows after the resize to the tokenizer
         "num_layers": config.num_hidden_layers,
         "num_kv_heads": config.num_key_value_heads,
         "head_dim": decoder_graph.head_dim(config),
@@ -88,10 +105,10 @@ def _identity(model: TinyAudioModel) -> dict[str, Any]:
         "checkpoint": str(model.directory),
         "projector_type": model.projector_type,
         "projector": model.projector.describe(),
-        "encoder": model.encoder.kind,
+        "encoder": model.encoder_info.kind,
         "audio_model_id": config["audio_model_id"],
         "text_model_id": config["text_model_id"],
-        "llm_family": model.language_model.config.model_type,
+        "llm_family": model.llm_config.model_type,
         "lora_merged": model.lora_merged,
     }
 

@@ -11,14 +11,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
+)
 from transformers.initialization import no_init_weights
 
 from tinyaudio.errors import TinyAudioError
-from tinyaudio.export.checkpoint import LoraAdapter, load_safetensors, weight_files
+from tinyaudio.export.checkpoint import LoraAdapter, TensorFiles, check_tensors, weight_files
 
 AUDIO_TOKEN = "<audio>"
 SUPPORTED_FAMILIES = ("qwen3", "qwen2", "llama")
+EMBEDDINGS = "model.embed_tokens.weight"
+TABLES = (EMBEDDINGS, "lm_head.weight")  # one row per vocabulary entry
 
 
 def load_tokenizer(directory: Path):
@@ -39,76 +47,63 @@ def load_tokenizer(directory: Path):
     return tokenizer
 
 
-def load_language_model(
-    directory: Path,
-    tokenizer,
-    fine_tuned: dict[str, torch.Tensor],
-    adapter: LoraAdapter | None,
-    dtype: torch.dtype = torch.float32,
-) -> PreTrainedModel:
+def read_llm_config(directory: Path) -> PretrainedConfig:
     config = AutoConfig.from_pretrained(str(directory), trust_remote_code=False)
     if config.model_type not in SUPPORTED_FAMILIES:
         raise TinyAudioError(
             f"LLM {directory} is a '{config.model_type}' model; supported: "
             f"{', '.join(SUPPORTED_FAMILIES)}"
         )
+    return config
+
+
+def load_language_model(
+    directory: Path,
+    tokenizer,
+    fine_tuned: TensorFiles,
+    adapter: LoraAdapter | None,
+    dtype: torch.dtype = torch.float32,
+) -> PreTrainedModel:
+    """The LLM with the checkpoint's fine-tuned weights (else the stock ones) and its LoRA
+    merged, its vocabulary at the tokenizer's size (Qwen3: 151936 → 151670 rows).
+
+    Tensors are copied in one at a time and the model is built at the tokenizer's vocabulary
+    from the start, so a bf16 checkpoint loads at the FP32 model's size and no larger."""
+    config = read_llm_config(directory)
+    if len(fine_tuned):
+        source, where = fine_tuned, "language_model.* in model.safetensors"
+    else:
+        source, where = TensorFiles(weight_files(directory)), f"LLM weights in {directory}"
+    config.vocab_size = source.shape(EMBEDDINGS)[0] if EMBEDDINGS in source else config.vocab_size
+    with torch.device("meta"):  # shapes only: what the source must match
+        expected = AutoModelForCausalLM.from_config(config).state_dict()
+    optional = frozenset({"lm_head.weight"} if config.tie_word_embeddings else ())
+    check_tensors({k: list(v.shape) for k, v in expected.items()}, source, where, optional)
+    stored_rows, config.vocab_size = config.vocab_size, len(tokenizer)
     with no_init_weights():
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    if fine_tuned:
-        # The checkpoint's decoder was saved after the resize: match its row count first.
-        model.resize_token_embeddings(fine_tuned["model.embed_tokens.weight"].shape[0])
-        _load_strict(model, fine_tuned, "language_model.* in model.safetensors")
-    else:
-        _load_strict(model, _read_llm_tensors(directory), f"LLM weights in {directory}")
-    _resize_to_tokenizer(model, len(tokenizer))
+    model.tie_weights()  # from_config leaves a tied head as a separate, empty matrix
+    with torch.no_grad():
+        for name, target in model.state_dict().items():
+            if name not in source:  # a tied lm_head: the embedding table itself
+                continue
+            if name in TABLES:
+                _copy_rows(target, source.get(name), stored_rows)
+            else:
+                target.copy_(source.get(name))
     if adapter is not None:
         merge_lora(model, adapter)
     return model.to(dtype).eval().requires_grad_(False)
 
 
-def _read_llm_tensors(directory: Path) -> dict[str, torch.Tensor]:
-    state: dict[str, torch.Tensor] = {}
-    for path in weight_files(directory):
-        state.update(load_safetensors(path))
-    return state
-
-
-def _load_strict(model: PreTrainedModel, state: dict[str, torch.Tensor], where: str) -> None:
-    expected = model.state_dict()
-    tied = model.config.tie_word_embeddings
-    optional = {"lm_head.weight"} if tied else set()
-    missing = sorted(set(expected) - set(state) - optional)
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise TinyAudioError(
-            f"{where} do not match the LLM config: missing {missing[:3]}, "
-            f"unexpected {unexpected[:3]}"
-        )
-    for name, tensor in state.items():
-        if tensor.shape != expected[name].shape:
-            raise TinyAudioError(
-                f"tensor shape mismatch in {where}: {name} is {list(tensor.shape)}, "
-                f"config says {list(expected[name].shape)}"
-            )
-    model.load_state_dict(state, strict=False)
-    if tied:
-        model.tie_weights()
-
-
-def _resize_to_tokenizer(model: PreTrainedModel, rows: int) -> None:
-    """Shrink (Qwen) or grow the vocabulary to the tokenizer's size.
-
-    Upstream grows with mean_resizing=True, which *samples* new rows; we put new rows at the
-    mean (that sampler's expectation) so a load is deterministic. Qwen only ever shrinks.
-    """
-    old = model.get_input_embeddings().weight.shape[0]
-    if rows == old:
-        return
-    model.resize_token_embeddings(rows, mean_resizing=False)
-    if rows > old:
-        with torch.no_grad():
-            table = model.get_input_embeddings().weight
-            table[old:] = table[:old].mean(dim=0)
+def _copy_rows(target: torch.Tensor, stored: torch.Tensor, stored_rows: int) -> None:
+    """A vocabulary table into one with the tokenizer's row count. Upstream grows with
+    mean_resizing=True, which *samples* new rows; new rows here get the mean (that sampler's
+    expectation) so a load is deterministic. Qwen only ever shrinks."""
+    rows = min(target.shape[0], stored_rows)
+    target[:rows] = stored[:rows]
+    if target.shape[0] > rows:
+        target[rows:] = stored.float().mean(dim=0)
 
 
 def merge_lora(model: PreTrainedModel, adapter: LoraAdapter) -> int:

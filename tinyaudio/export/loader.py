@@ -6,34 +6,78 @@ hub checkpoint and a local directory take exactly the same path.
 
 from __future__ import annotations
 
+import contextlib
+import gc
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import PreTrainedModel
+from transformers import PretrainedConfig, PreTrainedModel
 
 from tinyaudio.errors import TinyAudioError
-from tinyaudio.export.checkpoint import PromptFormat, read_checkpoint
-from tinyaudio.export.encoder import AudioEncoder, load_encoder
-from tinyaudio.export.language_model import load_language_model, load_tokenizer
+from tinyaudio.export.checkpoint import Checkpoint, PromptFormat, read_checkpoint
+from tinyaudio.export.encoder import AudioEncoder, EncoderInfo, load_encoder, read_encoder_info
+from tinyaudio.export.language_model import load_language_model, load_tokenizer, read_llm_config
 from tinyaudio.export.projectors import Projector, build_projector
 from tinyaudio.export.sources import CHECKPOINT_FILES, WEIGHT_FILES, resolve_directory
 from tinyaudio.registry import Registry, check_projector_type, load_registry
 from tinyaudio.runtime.lengths import conv_output_length, mel_frames
 
+PARTS = ("encoder", "language_model")  # the large modules, loaded on request
+
 
 @dataclass
 class TinyAudioModel:
+    """A checkpoint ready to load: settings, tokenizer and projector in memory; the encoder and
+    LLM loaded when asked (``load_model`` loads both unless told otherwise)."""
+
     source: str
     directory: Path
     config: dict[str, Any]
-    encoder: AudioEncoder
+    checkpoint: Checkpoint
+    encoder_path: Path
+    llm_path: Path
+    encoder_info: EncoderInfo
+    llm_config: PretrainedConfig
     projector: Projector
-    language_model: PreTrainedModel
     tokenizer: Any
-    prompt: PromptFormat
-    lora_merged: bool
+    dtype: torch.dtype
+    encoder: AudioEncoder | None = None
+    language_model: PreTrainedModel | None = None
+
+    @contextlib.contextmanager
+    def holding(self, part: str) -> Iterator[Any]:
+        """``part`` (encoder or language_model) loaded for a with-block and freed after it: an
+        export holds one at a time, so it needs the memory of its largest part, not of all."""
+        setattr(self, part, self.load(part))
+        try:
+            yield getattr(self, part)
+        finally:
+            setattr(self, part, None)
+            gc.collect()
+
+    def load(self, part: str) -> Any:
+        if part == "encoder":
+            return load_encoder(self.encoder_path, self.dtype)
+        if part == "language_model":
+            fine_tuned, adapter = self.checkpoint.language_model, self.checkpoint.adapter
+            return load_language_model(self.llm_path, self.tokenizer, fine_tuned, adapter,
+                                       self.dtype)  # fmt: skip
+        raise ValueError(f"unknown part {part!r}: one of {PARTS}")
+
+    @property
+    def prompt(self) -> PromptFormat:
+        return self.checkpoint.prompt
+
+    @property
+    def lora_merged(self) -> bool:
+        return self.checkpoint.adapter is not None
+
+    @property
+    def feature_extractor(self):
+        return self.encoder_info.feature_extractor
 
     @property
     def projector_type(self) -> str:
@@ -92,11 +136,13 @@ def load_model(
     encoder_dir: str | None = None,
     llm_dir: str | None = None,
     dtype: torch.dtype = torch.float32,
+    parts: tuple[str, ...] = PARTS,
 ) -> TinyAudioModel:
     """Load a tiny-audio checkpoint exactly as upstream assembles it, without its remote code.
 
     ``encoder_dir`` / ``llm_dir`` replace the config's ``audio_model_id`` / ``text_model_id``
     (for machines that cannot reach the hub). ``projector`` must agree with the checkpoint.
+    ``parts`` are loaded now; the others wait for ``TinyAudioModel.holding``.
     """
     directory = resolve_checkpoint(model, projector)
     checkpoint = read_checkpoint(directory)
@@ -115,32 +161,30 @@ def load_model(
     llm_path = resolve_directory(
         llm_dir or config["text_model_id"], "LLM", WEIGHT_FILES, "--llm-dir"
     )
-    encoder = load_encoder(encoder_path, dtype)
-    tokenizer = load_tokenizer(llm_path)
-    language_model = load_language_model(
-        llm_path,
-        tokenizer,
-        checkpoint.with_prefix("language_model."),
-        checkpoint.adapter,
-        dtype,
-    )
+    encoder_info = read_encoder_info(encoder_path)
+    llm_config = read_llm_config(llm_path)
     projector_module = build_projector(
-        checkpoint.with_prefix("projector."),
+        checkpoint.projector,
         config,
-        encoder_dim=encoder.hidden_size,
-        llm_dim=language_model.config.hidden_size,
+        encoder_dim=encoder_info.hidden_size,
+        llm_dim=llm_config.hidden_size,
     ).to(dtype)
-    return TinyAudioModel(
+    loaded = TinyAudioModel(
         source=model,
         directory=directory,
         config=config,
-        encoder=encoder,
+        checkpoint=checkpoint,
+        encoder_path=encoder_path,
+        llm_path=llm_path,
+        encoder_info=encoder_info,
+        llm_config=llm_config,
         projector=projector_module,
-        language_model=language_model,
-        tokenizer=tokenizer,
-        prompt=checkpoint.prompt,
-        lora_merged=checkpoint.adapter is not None,
+        tokenizer=load_tokenizer(llm_path),
+        dtype=dtype,
     )
+    for part in parts:
+        setattr(loaded, part, loaded.load(part))
+    return loaded
 
 
 def _beside(source: str, checkpoint: Path) -> str:

@@ -50,7 +50,7 @@ class ReferenceTranscriber:
 
     def features(self, audio: np.ndarray, padded: bool = True) -> tuple[torch.Tensor, int]:
         """Log-mel [1, n_mels, T] and the real mel length (the attention mask's sum)."""
-        extracted = self.model.encoder.feature_extractor(
+        extracted = self.model.feature_extractor(
             np.asarray(audio, dtype=np.float32),
             sampling_rate=SAMPLE_RATE,
             return_attention_mask=True,
@@ -60,7 +60,7 @@ class ReferenceTranscriber:
         mel_length = int(extracted["attention_mask"].sum())
         if not padded:
             features = features[:, :, :mel_length]
-        return features.to(self.model.language_model.dtype), mel_length
+        return features.to(self.model.dtype), mel_length
 
     def prompt_ids(self, num_audio_tokens: int, instruction: str | None = None) -> torch.Tensor:
         messages = []
@@ -80,7 +80,11 @@ class ReferenceTranscriber:
     @torch.no_grad()
     def audio_embeddings(self, features: torch.Tensor, mel_length: int) -> torch.Tensor:
         """Projector rows for the real audio: the first N, zero-padded if N exceeds the rows."""
-        hidden = self.model.encoder(features)
+        return self.rows_from_states(self.model.encoder(features), mel_length)
+
+    @torch.no_grad()
+    def rows_from_states(self, hidden: torch.Tensor, mel_length: int) -> torch.Tensor:
+        """The projector rows of encoder states ``hidden`` (the encoder's half done already)."""
         projected = self.model.projector(hidden)[0]
         count = self.model.projector.output_length(self.model.encoder_frames(mel_length))
         if count > projected.shape[0]:

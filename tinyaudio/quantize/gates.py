@@ -16,10 +16,11 @@ broken quantization even where every position is a tie.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from tinyaudio.runtime.engine import Engine
+from tinyaudio.runtime.engine import AUDIO_GRAPHS, Engine
 
 TIE_FRACTION = 1.0  # a near-tie: top-1 minus top-2 within one standard deviation of the logits
 MIN_COSINE = 0.5  # sanity floor: broken packing gives ≈0; working int4 on tiny random nets ≥0.86
@@ -44,13 +45,22 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a.ravel() @ b.ravel()) / (float(np.linalg.norm(a) * np.linalg.norm(b)) or 1.0)
 
 
-def baseline(engine: Engine, probes: dict[str, np.ndarray], max_tokens: int) -> dict[str, Baseline]:
+def baseline(
+    source: Path, manifest: dict, probes: dict[str, np.ndarray], max_tokens: int
+) -> dict[str, Baseline]:
+    """FP32's greedy run on each probe, one stage at a time (the audio graphs, then the decoder):
+    the FP32 weights are never all loaded at once."""
+    audio = Engine.load(source, manifest, graphs=AUDIO_GRAPHS)
+    inputs = {}
+    for name, signal in probes.items():
+        features, mel_length = audio.features(signal, padded=False)
+        inputs[name] = (features, mel_length, audio.audio_rows(features, mel_length))
+    del audio
+    decoder = Engine.load(source, manifest, graphs=("decoder",))
     out = {}
-    for name, audio in probes.items():
-        features, mel_length = engine.features(audio, padded=False)
-        rows = engine.audio_rows(features, mel_length)
+    for name, (features, mel_length, rows) in inputs.items():
         tokens, margins, kept = [], [], []
-        for token, logits in engine.decode(rows, max_tokens):
+        for token, logits in decoder.decode(rows, max_tokens):
             tokens.append(token)
             margins.append(_margin(logits))
             kept.append(logits.copy())

@@ -124,11 +124,9 @@ def quantize_bundle(
     ):
         with progress.stage(f"verify {source}"):
             verify_bundle(source, manifest)
-            fp32 = Engine.from_bundle(source, verify=False)
         probes = {**probe_signals(), **(gate_audio or {})}
         with progress.stage(f"FP32 baseline on {len(probes)} probe clips"):
-            reference = gates.baseline(fp32, probes, GATE_TOKENS)
-        del fp32  # its sessions hold the FP32 weights: free them before quantizing (~5 GB)
+            reference = gates.baseline(source, manifest, probes, GATE_TOKENS)
         attempts = []
         for recipe in ladder(precision, block_size):
             candidate = scratch / recipe.name

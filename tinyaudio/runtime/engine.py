@@ -25,15 +25,18 @@ from tinyaudio.runtime.sessions import (
     resolve_provider,
 )
 
+GRAPHS = ("encoder", "projector", "decoder")
+AUDIO_GRAPHS = ("encoder", "projector")
+
 
 @dataclass
 class Engine:
     directory: Path
     manifest: dict[str, Any]
-    encoder: Any  # onnxruntime.InferenceSession
+    encoder: Any  # onnxruntime.InferenceSession (None when not loaded: see ``load``)
     projector: Any
-    decoder: Decoder
-    embeddings: TokenEmbeddings
+    decoder: Decoder | None
+    embeddings: TokenEmbeddings | None
     # The last prompt prefix's KV states: the prefix is the same for every clip, computed once.
     _prefix: tuple[tuple[int, ...], tuple[np.ndarray, ...]] = field(default=((), ()), repr=False)
 
@@ -59,22 +62,26 @@ class Engine:
         manifest: dict[str, Any],
         threads: int | None = None,
         provider: str | None = None,
+        graphs: tuple[str, ...] = GRAPHS,
     ) -> Engine:
         """The graphs in ``directory`` as ``manifest`` describes them (for a bundle still being
-        written, whose manifest.json does not exist yet)."""
-        graphs = manifest["graphs"]
+        written, whose manifest.json does not exist yet). Only ``graphs`` are opened: export and
+        quantization hold one FP32 stage at a time, so a large model fits in less memory."""
         providers = resolve_provider(provider)
 
         def session(name: str):
-            return create_session(directory / graphs[name]["file"], threads, providers)
+            if name not in graphs:
+                return None
+            return create_session(directory / manifest["graphs"][name]["file"], threads, providers)
 
+        decoder = "decoder" in graphs
         return cls(
             directory=directory,
             manifest=manifest,
             encoder=session("encoder"),
             projector=session("projector"),
-            decoder=Decoder(session("decoder"), manifest["dims"]),
-            embeddings=TokenEmbeddings(directory, manifest["embeddings"]),
+            decoder=Decoder(session("decoder"), manifest["dims"]) if decoder else None,
+            embeddings=TokenEmbeddings(directory, manifest["embeddings"]) if decoder else None,
         )
 
     @property
