@@ -27,6 +27,7 @@ import psutil
 PRESETS = ("glmasr-qwen3-0.6b-random", "glmasr-qwen3-1.7b-random")
 TARGETS_GB = {"glmasr-qwen3-0.6b-random": 6.0, "glmasr-qwen3-1.7b-random": 10.0}
 BIN = Path(sys.executable).parent
+OUTPUT = Path("benchmarks/results-export-memory")
 
 
 def materialize(model: str) -> None:
@@ -107,7 +108,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(PRESETS))
     parser.add_argument("--precisions", nargs="+", default=["fp32", "int8", "int4"],
                         choices=["fp32", "int8", "int4"])  # fmt: skip
-    parser.add_argument("-o", "--output", type=Path, default=Path("benchmarks/results-export-memory"))
+    parser.add_argument("-o", "--output", type=Path, default=OUTPUT)
     args = parser.parse_args()
     args.output.mkdir(parents=True, exist_ok=True)
     runs = []
@@ -120,7 +121,8 @@ def main() -> None:
                 print(f"  peak {runs[-1]['peak_rss_gb']} GB in {runs[-1]['seconds']} s",
                       file=sys.stderr, flush=True)  # fmt: skip
     machine = {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 1e9, 1)}
-    (args.output / "results.json").write_text(json.dumps({"machine": machine, "runs": runs}, indent=1))
+    results = {"machine": machine, "runs": runs}
+    (args.output / "results.json").write_text(json.dumps(results, indent=1))
     plot(runs, args.output / "memory.png")
     for run in runs:
         print(f"{run['model']:28} {run['precision']:5} peak {run['peak_rss_gb']:5.2f} GB "
