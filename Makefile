@@ -9,7 +9,7 @@ TORCH  := torch==2.13.0
 APT    := espeak-ng libportaudio2
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint clean system bench wer train-demo
+.PHONY: demo test lint clean system bench bench-1.7b export-memory wer train-demo
 
 system:
 	@command -v espeak-ng >/dev/null && ldconfig -p | grep -q libportaudio || \
@@ -42,6 +42,15 @@ train-demo: $(STAMP)
 # The full side-by-side benchmark (real-size random weights; ~11 GB RAM to export once).
 bench: $(STAMP)
 	$(VENV)/bin/tinyaudio bench -o benchmarks/results --force
+
+# The same for mazesmazes/tiny-audio's shape (Qwen3-1.7B): our fast rows beside genai's (~40 min).
+bench-1.7b: $(STAMP)
+	$(VENV)/bin/tinyaudio bench --model glmasr-qwen3-1.7b-random \
+		--only genai-int4 int8-fast int4-fast -o benchmarks/results-1.7b --force
+
+# Peak memory of tinyaudio-export at real size, stage by stage, with a plot (~45 min).
+export-memory: $(STAMP)
+	$(PY) benchmarks/export_memory.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -1,7 +1,7 @@
 """Peak memory and time of `tinyaudio-export` at real size, stage by stage, with a plot.
 
     python benchmarks/export_memory.py [--models glmasr-qwen3-0.6b-random glmasr-qwen3-1.7b-random]
-        [--precisions fp32 int8 int4] [-o benchmarks/results-export-memory]
+        [--precisions fp32 int8 int4] [-o benchmarks/results-export-memory] [--replot]
 
 Each export runs as its own child process. Its exact peak RSS comes from the kernel (wait4's
 ru_maxrss); a sampler reads the RSS four times a second for the plot, and the export's own
@@ -92,12 +92,13 @@ def plot(runs: list[dict], path: Path) -> None:
             ax.legend(loc="upper right", fontsize=7)
         for stage in run["stages"]:
             ax.axvline(stage["start_s"], color="grey", lw=0.5)
-            ax.text(stage["start_s"], 0, " " + stage["stage"].split(" (")[0], rotation=90,
-                    fontsize=6, va="bottom", color="dimgrey")  # fmt: skip
+            label = " ".join(w for w in stage["stage"].split(" (")[0].split() if "/" not in w)
+            ax.text(stage["start_s"], 0.03, " " + label[:30], rotation=90, fontsize=6,
+                    va="bottom", color="dimgrey", transform=ax.get_xaxis_transform())  # fmt: skip
         ax.set_title(f"{run['model']} → {run['precision']}: peak {run['peak_rss_gb']} GB, "
                      f"{run['seconds']:.0f} s", fontsize=9)  # fmt: skip
         ax.set_ylabel("RSS (GB)")
-        ax.set_ylim(bottom=0)
+        ax.set_ylim(0, max(run["peak_rss_gb"], target or 0) * 1.15)
     axes[-1, 0].set_xlabel("seconds")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -109,7 +110,14 @@ def main() -> None:
     parser.add_argument("--precisions", nargs="+", default=["fp32", "int8", "int4"],
                         choices=["fp32", "int8", "int4"])  # fmt: skip
     parser.add_argument("-o", "--output", type=Path, default=OUTPUT)
+    parser.add_argument("--replot", action="store_true", help="redraw OUTPUT's results.json")
     args = parser.parse_args()
+    if args.replot:
+        plot(
+            json.loads((args.output / "results.json").read_text())["runs"],
+            args.output / "memory.png",
+        )
+        return
     args.output.mkdir(parents=True, exist_ok=True)
     runs = []
     with tempfile.TemporaryDirectory(prefix="export-memory-") as work:

@@ -65,7 +65,7 @@ def test_every_projector_exports_at_every_precision(make_bundle, projector, prec
         bits = manifest["graphs"]["decoder"]["quantization"]["bits"]
         assert bits == int(precision[-1])
         if manifest["recipe"]["encoder"] == "int8-dynamic":
-            assert "MatMulInteger" in graph_ops["encoder"]
+            assert "DynamicQuantizeMatMul" in graph_ops["encoder"]
 
 
 @pytest.mark.parametrize("projector", PROJECTORS)

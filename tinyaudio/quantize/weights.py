@@ -1,7 +1,8 @@
-"""Weight quantization of one graph, with onnxruntime's own quantizers (no torch).
+"""Weight quantization of one graph, weight by weight (no torch).
 
-- ``int8_dynamic``: MatMul weights INT8 per output channel, activations quantized at run time
-  (MatMulInteger, VNNI u8s8). Best for the encoder's large-M GEMMs (2-4x FP32 here).
+- ``int8_dynamic``: MatMul weights INT8 per output channel (quantize_dynamic's recipe), activations
+  quantized at run time by onnxruntime's DynamicQuantizeMatMul (VNNI u8s8). Best for the
+  encoder's large-M GEMMs (2-4x FP32 here).
 - ``nbits``: weight-only MatMulNBits (4 or 8 bits, blockwise, symmetric). Best for single-token
   decode, which is bound by reading weights. The decoder's LM head (a ``Gemm`` over the [vocab, H]
   table in the FP32 graph) becomes a MatMulNBits over its transpose, optionally at other bits;
@@ -10,9 +11,8 @@
 
 from __future__ import annotations
 
-import logging
-import tempfile
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -23,37 +23,31 @@ from tinyaudio import onnx_files
 from tinyaudio.errors import TinyAudioError
 
 LM_HEAD = "lm_head"
+MS_DOMAIN = "com.microsoft"
 COLUMNS = 8192  # output columns quantized at once (the LM head: 64 MB of FP32 at 2048 wide)
-
-logging.getLogger("onnxruntime.quantization").setLevel(logging.WARNING)
 
 
 def int8_dynamic(source: Path, target: Path) -> None:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    """Every MatMul with a stored [K, N] weight → onnxruntime's DynamicQuantizeMatMul: the weight
+    INT8, symmetric per output channel (scale = max |column| / 127, as onnxruntime's
+    quantize_dynamic makes it), the activations quantized at run time."""
 
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # quantize_dynamic logs every tensor and a generic hint
-    try:
-        with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
-            staged = Path(scratch) / target.name
-            quantize_dynamic(
-                str(source),
-                str(staged),
-                per_channel=True,
-                reduce_range=False,  # VNNI has no u8s8 overflow; reduce_range only costs accuracy
-                weight_type=QuantType.QInt8,
-                op_types_to_quantize=["MatMul"],
-                use_external_data_format=True,
-                # contrib ops (attention, fused norms) carry no inferred types: all are float
-                extra_options={
-                    "MatMulConstBOnly": True,
-                    "DefaultTensorType": onnx.TensorProto.FLOAT,
-                },
-            )
-            onnx_files.save_model(onnx_files.load_model(staged), target)
-    finally:
-        root.setLevel(level)
+    def quantize(node, tensor, read, add):
+        if node.op_type != "MatMul" or len(tensor.dims) != 2:
+            return None
+        weight = read(tensor)
+        scale = (np.abs(weight).max(axis=0).astype(np.float64) / 127).astype(np.float32)
+        scale[scale < np.finfo(np.float32).tiny] = 1.0
+        quantized = np.clip(np.round(weight / scale), -127, 127).astype(np.int8)
+        name = tensor.name
+        inputs = [node.input[0], f"{name}_quantized", f"{name}_scale", f"{name}_zero_point"]
+        for input_name, array in zip(inputs[1:], (quantized, scale, np.zeros_like(quantized[0])),
+                                     strict=True):  # fmt: skip
+            add(input_name, array)
+        return helper.make_node("DynamicQuantizeMatMul", inputs, list(node.output), node.name,
+                                domain=MS_DOMAIN)  # fmt: skip
+
+    _rewrite(source, target, quantize)
 
 
 def nbits(
@@ -65,50 +59,66 @@ def nbits(
     lm_head_bits: int,
     eight_bit_layers: tuple[str, ...] = (),
 ) -> None:
-    """MatMulNBits for every MatMul with a stored weight, and for the LM head; the LM head at
-    ``lm_head_bits`` and layers whose name ends with one of ``eight_bit_layers`` (e.g.
-    ``qkv_proj``) at 8 bits.
+    """MatMulNBits (onnxruntime's own block quantizer) for every MatMul with a stored weight and
+    for the LM head; the LM head at ``lm_head_bits`` and layers whose name ends with one of
+    ``eight_bit_layers`` (e.g. ``qkv_proj``) at 8 bits."""
 
-    Streamed: each weight is read from the FP32 data file, quantized (onnxruntime's own block
-    quantizer) and written before the next is read, so this holds one weight at a time, never the
-    decoder (8 GB in FP32 for Qwen3-1.7B)."""
+    def quantize(node, tensor, read, add):
+        head = node.op_type == "Gemm" and "logits" in node.output
+        if not head and (node.op_type != "MatMul" or len(tensor.dims) != 2):
+            return None
+        if head:
+            _check_head(node)
+            width, name = lm_head_bits, LM_HEAD
+        else:
+            width = 8 if node.name.endswith(tuple(eight_bit_layers)) else bits
+            name = f"{node.name}_Q{width}"
+        packed, scales, k, n = _block_quantize(read, tensor, head, width, block_size)
+        inputs = [node.input[0], f"{tensor.name}_Q{width}", f"{tensor.name}_scales"]
+        add(inputs[1], packed)
+        add(inputs[2], scales)
+        return helper.make_node(
+            "MatMulNBits", inputs, list(node.output), name, domain=MS_DOMAIN, K=k, N=n,
+            bits=width, block_size=block_size, accuracy_level=accuracy_level,
+        )  # fmt: skip
+
+    _rewrite(source, target, quantize)
+
+
+def _rewrite(source: Path, target: Path, quantize: Callable) -> None:
+    """Copy graph ``source`` to ``target``, letting ``quantize(node, weight, read, add)`` replace
+    each node whose second input is a stored weight used by that node alone: it reads the weight
+    with ``read(weight)``, writes new ones with ``add(name, array)`` and returns the new node, or
+    None to keep the node as it is.
+
+    Streamed: each weight is read from the FP32 data file and written before the next is read,
+    so quantizing holds one weight at a time, never the graph (8 GB in FP32 for Qwen3-1.7B's
+    decoder; onnxruntime's quantizers hold it several times over)."""
     model = onnx_files.load_model(source, weights=False)
     graph = model.graph
     stored = {tensor.name: tensor for tensor in graph.initializer}
     uses = Counter(name for node in graph.node for name in node.input)
     read = _TensorReader(source)
-    nodes, replaced = [], set()
+    nodes, replaced, written = [], set(), []
     with onnx_files.ExternalWeights(target) as out:
-        initializers = []
+
+        def add(name: str, array: np.ndarray) -> None:
+            written.append(out.add(name, array))
+
         for node in graph.node:
-            head = node.op_type == "Gemm" and "logits" in node.output
             weight = node.input[1] if len(node.input) > 1 else ""
-            if not (head or node.op_type == "MatMul") or weight not in stored or uses[weight] > 1:
-                nodes.append(node)
-                continue
-            if head:
-                _check_head(node)
-                width, name = lm_head_bits, LM_HEAD
-            else:
-                eight = node.name.endswith(tuple(eight_bit_layers))
-                width, name = (8 if eight else bits), f"{node.name}_Q{8 if eight else bits}"
-            packed, scales, k, n = _block_quantize(read, stored[weight], head, width, block_size)
-            inputs = [node.input[0], f"{weight}_Q{width}", f"{weight}_scales"]
-            initializers += [out.add(inputs[1], packed), out.add(inputs[2], scales)]
-            nodes.append(helper.make_node(
-                "MatMulNBits", inputs, list(node.output), name,
-                domain="com.microsoft", K=k, N=n, bits=width, block_size=block_size,
-                accuracy_level=accuracy_level,
-            ))  # fmt: skip
-            replaced.add(weight)
-        for tensor in graph.initializer:
-            if tensor.name not in replaced:
-                initializers.append(out.add(tensor.name, read(tensor)))
+            new = None
+            if weight in stored and uses[weight] == 1:
+                new = quantize(node, stored[weight], read, add)
+            nodes.append(new or node)
+            if new is not None:
+                replaced.add(weight)
+        kept = [out.add(t.name, read(t)) for t in graph.initializer if t.name not in replaced]
         del graph.node[:], graph.initializer[:]
         graph.node.extend(nodes)
-        graph.initializer.extend(initializers)
-        if not any(n.domain == "com.microsoft" for n in model.opset_import):
-            model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+        graph.initializer.extend(kept + written)
+        if not any(opset.domain == MS_DOMAIN for opset in model.opset_import):
+            model.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
         out.save(model)
 
 
