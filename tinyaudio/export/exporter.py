@@ -8,6 +8,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from tinyaudio import memory
 from tinyaudio.bundle import write_manifest
 from tinyaudio.errors import TinyAudioError
 from tinyaudio.export import decoder_graph, encoder_graph, graphs
@@ -33,17 +34,17 @@ def export_fp32(model: TinyAudioModel, directory: Path, progress: Progress) -> d
     files = {name: f"{name}.onnx" for name in GRAPHS}
     parity = Parity(model)
     stage = progress.stage(f"export encoder ({model.encoder_info.kind})")
-    with stage, model.holding("encoder") as encoder:
-        encoder_graph.export_encoder(encoder, directory / files["encoder"])
-        states = parity.encoder_states(encoder)
+    with stage, model.holding("encoder"):
+        encoder_graph.export_encoder(model.encoder, directory / files["encoder"])
+        states = parity.encoder_states(model.encoder)
     with progress.stage(f"export projector ({model.projector.describe()})"):
         graphs.export_projector(
             model.projector, model.encoder_info.hidden_size, directory / files["projector"]
         )
         rows = parity.audio_rows(states["fast"])
     stage = progress.stage("export decoder (GroupQueryAttention, shared KV cache, last logits)")
-    with stage, model.holding("language_model") as language_model:
-        positions = decoder_graph.export_decoder(language_model, directory / files["decoder"])
+    with stage, model.holding("language_model"):
+        positions = decoder_graph.export_decoder(model.language_model, directory / files["decoder"])
         decoder_reference = parity.decoder_reference(rows)
     model.tokenizer.backend_tokenizer.save(str(directory / "tokenizer.json"))
     dims = _dims(model, positions)
@@ -67,14 +68,16 @@ def export_fp32(model: TinyAudioModel, directory: Path, progress: Progress) -> d
         "tools": _tool_versions(),
     }
     with progress.stage("parity: ONNX FP32 vs PyTorch (encoder both modes, projector)"):
-        audio = Engine.load(directory, manifest, graphs=AUDIO_GRAPHS)
+        audio = Engine.load(directory, manifest, graphs=AUDIO_GRAPHS, prepack=False)
         parity.check_encoder(states, audio)
         parity.check_projector(states["fast"], audio)
         del audio
+        memory.release()
     with progress.stage("parity: ONNX FP32 vs PyTorch (decoder)"):
-        parity.check_decoder(
-            decoder_reference, rows, Engine.load(directory, manifest, graphs=("decoder",))
-        )
+        decoder_engine = Engine.load(directory, manifest, graphs=("decoder",), prepack=False)
+        parity.check_decoder(decoder_reference, rows, decoder_engine)
+        del decoder_engine
+        memory.release()
     manifest["parity"] = parity.finish()
     decoder = manifest["parity"]["decoder"]
     progress.note(

@@ -7,7 +7,6 @@ hub checkpoint and a local directory take exactly the same path.
 from __future__ import annotations
 
 import contextlib
-import gc
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import torch
 from transformers import PretrainedConfig, PreTrainedModel
 
+from tinyaudio import memory
 from tinyaudio.errors import TinyAudioError
 from tinyaudio.export.checkpoint import Checkpoint, PromptFormat, read_checkpoint
 from tinyaudio.export.encoder import AudioEncoder, EncoderInfo, load_encoder, read_encoder_info
@@ -48,15 +48,16 @@ class TinyAudioModel:
     language_model: PreTrainedModel | None = None
 
     @contextlib.contextmanager
-    def holding(self, part: str) -> Iterator[Any]:
-        """``part`` (encoder or language_model) loaded for a with-block and freed after it: an
-        export holds one at a time, so it needs the memory of its largest part, not of all."""
+    def holding(self, part: str) -> Iterator[None]:
+        """``part`` (encoder or language_model) loaded as that attribute for a with-block and
+        freed after it: an export holds one at a time, so it needs the memory of its largest
+        part, not of all. (No ``as`` target: a name bound to the module would keep it alive.)"""
         setattr(self, part, self.load(part))
         try:
-            yield getattr(self, part)
+            yield
         finally:
             setattr(self, part, None)
-            gc.collect()
+            memory.release()
 
     def load(self, part: str) -> Any:
         if part == "encoder":

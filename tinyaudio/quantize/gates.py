@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinyaudio import memory
 from tinyaudio.runtime.engine import AUDIO_GRAPHS, Engine
 
 TIE_FRACTION = 1.0  # a near-tie: top-1 minus top-2 within one standard deviation of the logits
@@ -50,13 +51,14 @@ def baseline(
 ) -> dict[str, Baseline]:
     """FP32's greedy run on each probe, one stage at a time (the audio graphs, then the decoder):
     the FP32 weights are never all loaded at once."""
-    audio = Engine.load(source, manifest, graphs=AUDIO_GRAPHS)
+    audio = Engine.load(source, manifest, graphs=AUDIO_GRAPHS, prepack=False)
     inputs = {}
     for name, signal in probes.items():
         features, mel_length = audio.features(signal, padded=False)
         inputs[name] = (features, mel_length, audio.audio_rows(features, mel_length))
     del audio
-    decoder = Engine.load(source, manifest, graphs=("decoder",))
+    memory.release()
+    decoder = Engine.load(source, manifest, graphs=("decoder",), prepack=False)
     out = {}
     for name, (features, mel_length, rows) in inputs.items():
         tokens, margins, kept = [], [], []
@@ -65,6 +67,8 @@ def baseline(
             margins.append(_margin(logits))
             kept.append(logits.copy())
         out[name] = Baseline(features, mel_length, rows, tokens, margins, kept)
+    del decoder
+    memory.release()
     return out
 
 

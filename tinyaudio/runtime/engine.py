@@ -63,16 +63,19 @@ class Engine:
         threads: int | None = None,
         provider: str | None = None,
         graphs: tuple[str, ...] = GRAPHS,
+        prepack: bool = True,
     ) -> Engine:
         """The graphs in ``directory`` as ``manifest`` describes them (for a bundle still being
         written, whose manifest.json does not exist yet). Only ``graphs`` are opened: export and
-        quantization hold one FP32 stage at a time, so a large model fits in less memory."""
+        quantization hold one FP32 stage at a time, unpacked (see ``create_session``), so a
+        large model fits in less memory."""
         providers = resolve_provider(provider)
 
         def session(name: str):
             if name not in graphs:
                 return None
-            return create_session(directory / manifest["graphs"][name]["file"], threads, providers)
+            path = directory / manifest["graphs"][name]["file"]
+            return create_session(path, threads, providers, prepack)
 
         decoder = "decoder" in graphs
         return cls(
