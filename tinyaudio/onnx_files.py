@@ -19,6 +19,7 @@ from tinyaudio.errors import TinyAudioError
 # need 10 at most.
 IR_VERSION = 10
 OPSET = 21  # every graph's default-domain opset
+MS_DOMAIN = "com.microsoft"  # onnxruntime's contrib operators
 INLINE_BYTES = 1024  # smaller tensors stay in the protobuf, as save_model leaves them
 ALIGN_BYTES = 1 << 20  # tensors this large start on an ALIGNMENT boundary: mappable
 ALIGNMENT = 1 << 16  # onnx's own choice: a page on every platform (Windows' mapping granularity)

@@ -87,14 +87,17 @@ class TensorFiles:
     def __init__(self, paths: list[Path], prefix: str = "") -> None:
         self.prefix = prefix
         self.where: dict[str, Path] = {}
+        self.shapes: dict[str, list[int]] = {}  # from the headers: no tensor is read for them
         for path in paths:
             try:
                 with safe_open(str(path), framework="pt") as f:
-                    names = [k for k in f.keys() if k.startswith(prefix)]  # noqa: SIM118
+                    for key in f.keys():  # noqa: SIM118 - safe_open is not a mapping
+                        name = key[len(prefix) :]
+                        if key.startswith(prefix) and name not in self.where:
+                            self.where[name] = path
+                            self.shapes[name] = list(f.get_slice(key).get_shape())
             except (SafetensorError, OSError) as exc:
                 raise TinyAudioError(f"cannot read {path}: {exc}") from None
-            for name in names:
-                self.where.setdefault(name[len(prefix) :], path)
 
     def __contains__(self, name: str) -> bool:
         return name in self.where
@@ -104,10 +107,6 @@ class TensorFiles:
 
     def names(self) -> list[str]:
         return list(self.where)
-
-    def shape(self, name: str) -> list[int]:
-        with safe_open(str(self.where[name]), framework="pt") as f:
-            return list(f.get_slice(self.prefix + name).get_shape())
 
     def get(self, name: str) -> torch.Tensor:
         with safe_open(str(self.where[name]), framework="pt") as f:
@@ -133,10 +132,10 @@ def check_tensors(
             f"{where} do not match the config: {len(missing)} missing {missing[:3]}, "
             f"{len(unexpected)} unexpected {unexpected[:3]}"
         )
-    for name in set(found.names()) & set(expected):
-        if found.shape(name) != list(expected[name]):
+    for name in sorted(set(found.names()) & set(expected)):
+        if found.shapes[name] != list(expected[name]):
             raise TinyAudioError(
-                f"tensor shape mismatch in {where}: {name} is {found.shape(name)}, "
+                f"tensor shape mismatch in {where}: {name} is {found.shapes[name]}, "
                 f"config says {list(expected[name])}"
             )
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoConfig, GlmAsrEncoder, WhisperFeatureExtractor
+from transformers import AutoConfig, GlmAsrEncoder, PretrainedConfig, WhisperFeatureExtractor
 from transformers.initialization import no_init_weights
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
@@ -65,36 +65,42 @@ class AudioEncoder:
 
 @dataclass(frozen=True)
 class EncoderInfo:
-    """What the export needs to know about the encoder before (or without) loading it."""
+    """The encoder repo as read from its configs: what the export needs before (or without)
+    loading the weights, and what loading them needs."""
 
-    kind: str
-    hidden_size: int
+    directory: Path
+    model_type: str  # config.json's: picks the weight layout
+    config: PretrainedConfig  # the encoder's own (GLM-ASR's audio_config)
     feature_extractor: WhisperFeatureExtractor
+
+    @property
+    def kind(self) -> str:
+        return "whisper" if self.model_type == "whisper" else "glmasr"
+
+    @property
+    def hidden_size(self) -> int:
+        return getattr(self.config, "hidden_size", None) or self.config.d_model
 
 
 def read_encoder_info(directory: Path) -> EncoderInfo:
-    return _info(directory, *_read_config(directory))
-
-
-def _info(directory: Path, config, sub_config) -> EncoderInfo:
-    kind = "whisper" if config.model_type == "whisper" else "glmasr"
-    hidden = getattr(sub_config, "hidden_size", None) or sub_config.d_model
-    return EncoderInfo(kind, hidden, read_feature_extractor(directory, sub_config.num_mel_bins))
-
-
-def load_encoder(directory: Path, dtype: torch.dtype = torch.float32) -> AudioEncoder:
     config, sub_config = _read_config(directory)
-    info = _info(directory, config, sub_config)
+    extractor = read_feature_extractor(directory, sub_config.num_mel_bins)
+    return EncoderInfo(directory, config.model_type, sub_config, extractor)
+
+
+def load_encoder(info: EncoderInfo | Path, dtype: torch.dtype = torch.float32) -> AudioEncoder:
+    """The encoder's weights, one tensor at a time, under whichever prefix its repo uses."""
+    info = info if isinstance(info, EncoderInfo) else read_encoder_info(info)
     with no_init_weights():
-        module = (WhisperEncoder if info.kind == "whisper" else GlmAsrEncoder)(sub_config)
+        module = (WhisperEncoder if info.kind == "whisper" else GlmAsrEncoder)(info.config)
     expected = module.state_dict()
-    files = weight_files(directory)
+    files = weight_files(info.directory)
     found = max(
-        (TensorFiles(files, prefix) for prefix in _LAYOUTS[config.model_type][1]),
+        (TensorFiles(files, prefix) for prefix in _LAYOUTS[info.model_type][1]),
         key=lambda tensors: len(set(expected) & set(tensors.names())),
     )
     shapes = {name: list(tensor.shape) for name, tensor in expected.items()}
-    where = f"audio encoder weights in {directory} (under '{found.prefix}')"
+    where = f"audio encoder weights in {info.directory} (under '{found.prefix}')"
     check_tensors(shapes, found, where, extra_ok=True)
     with torch.no_grad():
         for name, target in expected.items():  # one tensor at a time: no second copy

@@ -11,9 +11,7 @@ import onnx
 import torch
 from onnx import TensorProto, helper
 
-from tinyaudio.onnx_files import OPSET, ExternalWeights
-
-MS_DOMAIN = "com.microsoft"
+from tinyaudio.onnx_files import MS_DOMAIN, OPSET, ExternalWeights
 
 
 class GraphBuilder:

@@ -74,7 +74,7 @@ def load_language_model(
         source, where = fine_tuned, "language_model.* in model.safetensors"
     else:
         source, where = TensorFiles(weight_files(directory)), f"LLM weights in {directory}"
-    config.vocab_size = source.shape(EMBEDDINGS)[0] if EMBEDDINGS in source else config.vocab_size
+    config.vocab_size = source.shapes[EMBEDDINGS][0] if EMBEDDINGS in source else config.vocab_size
     with torch.device("meta"):  # shapes only: what the source must match
         expected = AutoModelForCausalLM.from_config(config).state_dict()
     optional = frozenset({"lm_head.weight"} if config.tie_word_embeddings else ())

@@ -37,7 +37,6 @@ class TinyAudioModel:
     directory: Path
     config: dict[str, Any]
     checkpoint: Checkpoint
-    encoder_path: Path
     llm_path: Path
     encoder_info: EncoderInfo
     llm_config: PretrainedConfig
@@ -61,7 +60,7 @@ class TinyAudioModel:
 
     def load(self, part: str) -> Any:
         if part == "encoder":
-            return load_encoder(self.encoder_path, self.dtype)
+            return load_encoder(self.encoder_info, self.dtype)
         if part == "language_model":
             fine_tuned, adapter = self.checkpoint.language_model, self.checkpoint.adapter
             return load_language_model(self.llm_path, self.tokenizer, fine_tuned, adapter,
@@ -175,7 +174,6 @@ def load_model(
         directory=directory,
         config=config,
         checkpoint=checkpoint,
-        encoder_path=encoder_path,
         llm_path=llm_path,
         encoder_info=encoder_info,
         llm_config=llm_config,

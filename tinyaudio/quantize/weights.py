@@ -21,9 +21,9 @@ from onnx import helper, numpy_helper
 
 from tinyaudio import onnx_files
 from tinyaudio.errors import TinyAudioError
+from tinyaudio.onnx_files import MS_DOMAIN
 
 LM_HEAD = "lm_head"
-MS_DOMAIN = "com.microsoft"
 COLUMNS = 8192  # output columns quantized at once (the LM head: 64 MB of FP32 at 2048 wide)
 
 
@@ -110,8 +110,10 @@ def _rewrite(source: Path, target: Path, quantize: Callable) -> None:
             new = None
             if weight in stored and uses[weight] == 1:
                 new = quantize(node, stored[weight], read, add)
-            nodes.append(new or node)
-            if new is not None:
+            if new is None:
+                nodes.append(node)
+            else:
+                nodes.append(new)
                 replaced.add(weight)
         kept = [out.add(t.name, read(t)) for t in graph.initializer if t.name not in replaced]
         del graph.node[:], graph.initializer[:]
