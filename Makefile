@@ -37,7 +37,7 @@ wer: $(STAMP)
 # Retrain the demo model from scratch into models/demo (see recipe/demo/README.md).
 train-demo: $(STAMP)
 	$(PY) recipe/demo/data.py --work build/demo-recipe
-	$(PY) recipe/demo/train.py --work build/demo-recipe --out models/demo
+	$(PY) -m recipe.demo.train --work build/demo-recipe --out models/demo
 
 # The full side-by-side benchmark (real-size random weights; ~11 GB RAM to export once).
 bench: $(STAMP)

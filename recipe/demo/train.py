@@ -15,7 +15,7 @@ What makes it read, in three stages:
 Transcription is always through the decoder; the CTC heads are dropped when the checkpoint is
 written. Every stage resumes from its last save. Fixed seeds; steps, not minutes, set the schedule.
 
-    python recipe/demo/train.py --work build/demo-recipe --out models/demo
+    python -m recipe.demo.train --work build/demo-recipe --out models/demo
 """
 
 from __future__ import annotations
@@ -24,20 +24,19 @@ import argparse
 import dataclasses
 import itertools
 import json
-import math
 import shutil
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
-from data import Split  # recipe/demo/data.py: this script's directory is on sys.path
-from safetensors.torch import load_model, save_file, save_model
+from safetensors.torch import save_file
 from torch import nn
 
+from recipe.demo.data import Split
+from recipe.training import Batches, Schedule, log, train_stage
 from tinyaudio.bench.wer import error_rates
 from tinyaudio.export.factory import CheckpointRecipe, write_checkpoint, write_encoder, write_llm
 from tinyaudio.export.language_model import load_tokenizer
@@ -55,13 +54,12 @@ LLM = _REGISTRY.llms["tinyaudio-demo-llm"]  # vocab_size: set by the tokenizer t
 PROJECTOR_HIDDEN = 512
 BPE_VOCAB = 2048
 CHARS = " abcdefghijklmnopqrstuvwxyz"
-# stage: (steps, peak learning rate, batch size)
-STAGES = {"acoustic": (3000, 1.5e-3, 32), "decoder": (3000, 1e-3, 64), "joint": (1200, 3e-4, 32)}
+STAGES = {
+    "acoustic": Schedule(steps=3000, peak_lr=1.5e-3, batch_size=32),
+    "decoder": Schedule(steps=3000, peak_lr=1e-3, batch_size=64),
+    "joint": Schedule(steps=1200, peak_lr=3e-4, batch_size=32),
+}
 SAVE_EVERY = 200
-
-
-def log(text: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
 def build_initial(work: Path, texts: list[str]) -> Path:
@@ -100,30 +98,6 @@ class Trainee(nn.Module):
                 module.reset_parameters()
             elif hasattr(module, "weight") and module.weight.dim() == 1:
                 nn.init.ones_(module.weight)
-
-
-class Batches:
-    """Length-bucketed batches in a fixed order per epoch: step n is the same batch on resume."""
-
-    def __init__(self, split: Split, size: int, seed: int) -> None:
-        self.split, self.size, self.seed = split, size, seed
-        self.lengths = np.diff(split.offsets)
-
-    def epoch(self, epoch: int) -> list[np.ndarray]:
-        rng = np.random.default_rng(self.seed * 1000 + epoch)
-        order = rng.permutation(len(self.split))
-        out: list[np.ndarray] = []
-        for chunk in np.array_split(order, max(1, len(order) // (self.size * 50))):
-            chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
-            out += [chunk[i : i + self.size] for i in range(0, len(chunk), self.size)]
-        return [out[i] for i in rng.permutation(len(out))]
-
-    def from_step(self, step: int) -> Iterator[np.ndarray]:
-        per_epoch = len(self.epoch(0))
-        epoch, index = divmod(step, per_epoch)
-        while True:
-            yield from self.epoch(epoch)[index:]
-            epoch, index = epoch + 1, 0
 
 
 class Recipe:
@@ -196,63 +170,11 @@ class Recipe:
     def run_stage(self, name: str, trainable: list[nn.Parameter],
                   loss_fn: Callable[[np.ndarray], torch.Tensor]) -> None:  # fmt: skip
         """Train only ``trainable`` (or load the finished stage), then report test WER."""
-        for p in self.trainee.parameters():
-            p.requires_grad_(False)
-        for p in trainable:
-            p.requires_grad_(True)
-        folder = self.work / name
-        if (folder / "done").exists():
-            load_model(self.trainee, str(folder / "state.safetensors"))
-            log(f"{name}: done earlier, loaded")
-        else:
-            self.optimize(name, trainable, loss_fn)
+        lengths = np.diff(self.train.offsets)
+        batches = Batches(lengths, STAGES[name].batch_size, SEED + list(STAGES).index(name))
+        train_stage(self.trainee, self.work / name, trainable, loss_fn, batches, STAGES[name],
+                    SAVE_EVERY)  # fmt: skip
         self.report(name)
-
-    def optimize(self, name: str, trainable: list[nn.Parameter],
-                 loss_fn: Callable[[np.ndarray], torch.Tensor]) -> None:  # fmt: skip
-        """AdamW, warm-up then cosine to 0.1×, clipped; saves every SAVE_EVERY steps."""
-        steps, peak, size = STAGES[name]
-        folder = self.work / name
-        state, optim_file = folder / "state.safetensors", folder / "optimizer.pt"
-        optimizer = torch.optim.AdamW(trainable, lr=peak, betas=(0.9, 0.98), weight_decay=0.01)
-        step = 0
-        if state.exists():
-            load_model(self.trainee, str(state))
-            optimizer.load_state_dict(torch.load(optim_file, weights_only=True))
-            step = json.loads((folder / "progress.json").read_text())["step"]
-            log(f"{name}: resuming at step {step}")
-        folder.mkdir(parents=True, exist_ok=True)
-        warmup = min(200, steps // 10)
-        self.trainee.train()
-        started, recent = time.time(), []
-        for rows in Batches(self.train, size, SEED + list(STAGES).index(name)).from_step(step):
-            if step >= steps:
-                break
-            progress = (step - warmup) / max(1, steps - warmup)
-            cosine = 0.1 + 0.45 * (1 + math.cos(math.pi * progress))  # peak → 0.1 × peak
-            scale = step / warmup if step < warmup else cosine
-            for group in optimizer.param_groups:
-                group["lr"] = peak * scale
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                loss = loss_fn(rows)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(trainable, 1.0)
-            optimizer.step()
-            step += 1
-            recent.append(float(loss.detach()))
-            if step % 25 == 0:
-                rate = (time.time() - started) / 25
-                log(f"{name} {step}/{steps} loss {np.mean(recent):.3f} ({rate:.2f} s/step)")
-                started, recent = time.time(), []
-            if step % SAVE_EVERY == 0 or step == steps:  # temp files renamed: a kill is safe
-                save_model(self.trainee, str(state.with_suffix(".tmp")))
-                torch.save(optimizer.state_dict(), optim_file.with_suffix(".tmp"))
-                state.with_suffix(".tmp").replace(state)
-                optim_file.with_suffix(".tmp").replace(optim_file)
-                (folder / "progress.json").write_text(json.dumps({"step": step}))
-        (folder / "done").touch()
-        self.trainee.eval()
 
     def projected_rows(self, split: Split, rows: np.ndarray) -> list[torch.Tensor]:
         feats, lengths = self.features(split, rows)
@@ -269,7 +191,7 @@ class Recipe:
         log("decoder: running the frozen encoder + projector over the training set")
         self.trainee.eval()
         out: list[np.ndarray | None] = [None] * len(self.train)
-        batches = Batches(self.train, 64, SEED).epoch(0)
+        batches = Batches(np.diff(self.train.offsets), 64, SEED).epoch(0)
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
             for n, rows in enumerate(batches):
                 for i, r in zip(rows, self.projected_rows(self.train, rows), strict=True):
@@ -365,8 +287,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    for name, (steps, lr, size) in STAGES.items():
-        STAGES[name] = (max(1, round(steps * args.scale)), lr, size)
+    for name, schedule in STAGES.items():
+        steps = max(1, round(schedule.steps * args.scale))
+        STAGES[name] = dataclasses.replace(schedule, steps=steps)
     stages = args.work if args.scale == 1 else args.work / f"scale-{args.scale}"
     out = args.out or (Path("models/demo") if args.scale == 1 else Path("build/demo-check"))
     torch.manual_seed(SEED)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tinyaudio.errors import TinyAudioError
+from tinyaudio.export.packaged import packaged_directory
 
 CHECKPOINT_FILES = [
     "config.json",
@@ -40,7 +41,10 @@ def looks_like_path(source: str) -> bool:
 
 
 def resolve_directory(source: str, what: str, patterns: list[str], flag: str) -> Path:
-    """A local directory as is, or a hub snapshot; ``flag`` names the option that overrides it."""
+    """A local directory as is, a converted PyPI-packaged model (``pypi:<dist>==<version>``) or a
+    hub snapshot; ``flag`` names the option that overrides it."""
+    if source.startswith("pypi:"):
+        return packaged_directory(source)
     path = Path(source).expanduser()
     if path.is_dir():
         return path
