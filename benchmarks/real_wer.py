@@ -1,7 +1,7 @@
 """Accuracy on real recordings: a model through PyTorch and its FP32 / INT8 / INT4 bundles, beside
 Whisper tiny.en itself (its pretrained encoder's own model, via faster-whisper).
 
-    python benchmarks/real_wer.py [--model voice] [-o benchmarks/real] [--rebuild]
+    python benchmarks/real_wer.py [--model NAME] [-o benchmarks/real] [--rebuild]
 
 The recordings are tests/data/audio/transcripts.tsv: every LibriVox utterance of Debian's
 pocketsphinx-testdata, JFK's inaugural line and a read Beckett quotation (none was trained on).
@@ -26,6 +26,7 @@ from tinyaudio.bench.bundles import build_bundles
 from tinyaudio.bench.wer import english_normalizer, read_transcripts, score, transcribers
 from tinyaudio.errors import TinyAudioError, run_cli
 from tinyaudio.progress import Progress
+from tinyaudio.registry import load_registry
 from tinyaudio.runtime.audio import load_audio
 
 RECORDINGS = Path(__file__).resolve().parents[1] / "tests" / "data" / "audio" / "transcripts.tsv"
@@ -107,7 +108,7 @@ def write_report(model: str, results: dict, targets: list[str], output: Path) ->
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="voice")
+    parser.add_argument("--model", default=load_registry().default_model)
     parser.add_argument("-o", "--output", type=Path, default=Path("benchmarks/real"))
     parser.add_argument("--rebuild", action="store_true", help="re-export the cached bundles "
                         "(after retraining the model)")  # fmt: skip

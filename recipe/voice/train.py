@@ -48,7 +48,7 @@ PROJECTOR_HIDDEN = 1024
 N_MELS = 80  # Whisper tiny.en's front end
 STAGES = {
     "ctc": Schedule(steps=3000, peak_lr=2e-3, batch_size=32),
-    "lm": Schedule(steps=300, peak_lr=5e-4, batch_size=16),
+    "lm": Schedule(steps=600, peak_lr=5e-4, batch_size=16),
 }
 NEGATIVES = 2048  # CTC classes sampled per step beside the batch's own tokens
 REAL_CLIPS = Path(__file__).resolve().parents[2] / "tests" / "data" / "audio"
@@ -188,9 +188,11 @@ class Recipe:
 
         for index, (name, loss) in enumerate((("ctc", ctc), ("lm", lm))):
             batches = Batches(self.lengths, STAGES[name].batch_size, SEED + index)
+            trained_before = (self.work / name / "done").exists()
             train_stage(self.trainee, self.work / name, params, loss, batches, STAGES[name],
                         autocast=autocast)  # fmt: skip
-            self.report(name)
+            if not trained_before:
+                self.report(name)
 
     @torch.no_grad()
     def transcribe(self, audio: np.ndarray) -> str:
