@@ -140,9 +140,8 @@ def main() -> int:
                              for p, t in recordings]}  # fmt: skip
     (args.output / "real_wer.json").write_text(json.dumps(record, indent=1))
     write_report(args.model, results, targets, args.output)
-    report = (args.output / "real_wer.md").read_text()
-    print(report)
-    return 1 if "MISSED" in report else 0
+    print((args.output / "real_wer.md").read_text())
+    return 1 if any(line.endswith("MISSED") for line in targets) else 0
 
 
 if __name__ == "__main__":

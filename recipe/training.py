@@ -64,8 +64,9 @@ def train_stage(
     schedule: Schedule,
     save_every: int = 200,
     autocast: bool = True,
-) -> None:
-    """Train only ``trainable`` in ``module`` (or load the stage if ``folder`` says it is done)."""
+) -> bool:
+    """Train only ``trainable`` in ``module`` (or load the stage if ``folder`` says it is done);
+    True if this call trained."""
     for p in module.parameters():
         p.requires_grad_(False)
     for p in trainable:
@@ -74,7 +75,7 @@ def train_stage(
     if (folder / "done").exists():
         load_model(module, str(state))
         log(f"{name}: done earlier, loaded")
-        return
+        return False
     optimizer = torch.optim.AdamW(
         trainable, lr=schedule.peak_lr, betas=(0.9, 0.98), weight_decay=0.01
     )
@@ -116,3 +117,4 @@ def train_stage(
             (folder / "progress.json").write_text(json.dumps({"step": step}))
     (folder / "done").touch()
     module.eval()
+    return True

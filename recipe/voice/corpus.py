@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tinyaudio.bench.wer import read_transcripts
+
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "corpus.tsv"
 EVAL_TRANSCRIPTS = HERE.parents[1] / "tests" / "data" / "audio" / "transcripts.tsv"
@@ -363,10 +365,7 @@ def generated(
 
 def eval_ngrams(path: Path = EVAL_TRANSCRIPTS, n: int = OVERLAP_WORDS) -> set[tuple[str, ...]]:
     """Every run of n words in the evaluation transcripts (and the extra excluded texts)."""
-    texts = list(EXTRA_EXCLUDED)
-    for line in path.read_text().splitlines():
-        if line and not line.startswith("#"):
-            texts.append(line.split("\t", 1)[1])
+    texts = EXTRA_EXCLUDED + [text for _, text in read_transcripts(path)]
     grams: set[tuple[str, ...]] = set()
     for text in texts:
         w = normalize_words(text)

@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 import torch.nn.functional as F  # noqa: N812
 from safetensors.torch import save_file
@@ -35,13 +34,15 @@ from torch import nn
 
 from recipe.training import Batches, Schedule, log, train_stage
 from recipe.voice.data import Shards
-from tinyaudio.bench.wer import error_rates
+from tinyaudio.bench.wer import error_rates, read_transcripts
 from tinyaudio.export.factory import CheckpointRecipe, write_checkpoint
 from tinyaudio.export.loader import TinyAudioModel
 from tinyaudio.export.loader import load_model as load_tiny_audio
 from tinyaudio.export.packaged import SMOLLM2_135M, WHISPER_TINY_EN, packaged_directory
 from tinyaudio.export.reference import ReferenceTranscriber
+from tinyaudio.runtime.audio import load_audio
 from tinyaudio.runtime.features import log_mel
+from tinyaudio.runtime.lengths import SAMPLE_RATE
 
 SEED = 0
 PROJECTOR_HIDDEN = 1024
@@ -51,7 +52,7 @@ STAGES = {
     "lm": Schedule(steps=600, peak_lr=5e-4, batch_size=16),
 }
 NEGATIVES = 2048  # CTC classes sampled per step beside the batch's own tokens
-REAL_CLIPS = Path(__file__).resolve().parents[2] / "tests" / "data" / "audio"
+REAL_TRANSCRIPTS = Path(__file__).resolve().parents[2] / "tests/data/audio/transcripts.tsv"
 
 
 def build_initial(work: Path) -> Path:
@@ -188,10 +189,8 @@ class Recipe:
 
         for index, (name, loss) in enumerate((("ctc", ctc), ("lm", lm))):
             batches = Batches(self.lengths, STAGES[name].batch_size, SEED + index)
-            trained_before = (self.work / name / "done").exists()
-            train_stage(self.trainee, self.work / name, params, loss, batches, STAGES[name],
-                        autocast=autocast)  # fmt: skip
-            if not trained_before:
+            if train_stage(self.trainee, self.work / name, params, loss, batches, STAGES[name],
+                           autocast=autocast):  # fmt: skip
                 self.report(name)
 
     @torch.no_grad()
@@ -211,19 +210,13 @@ class Recipe:
             f"{stage}: synthetic WER {wer:.1%} CER {cer:.1%} | {test.texts[0]!r} → {synthetic[0]!r}"
         )
         refs, hyps = [], []
-        for name, text in real_clips():
-            audio, rate = sf.read(REAL_CLIPS / name, dtype="float32")
-            if rate == 16000 and audio.ndim == 1 and len(audio) <= 30 * rate:
+        for path, text in read_transcripts(REAL_TRANSCRIPTS):
+            audio = load_audio(path)
+            if len(audio) <= 30 * SAMPLE_RATE:
                 refs.append(text)
                 hyps.append(self.transcribe(audio))
         wer, cer = error_rates(refs, hyps)
         log(f"{stage}: real WER {wer:.1%} CER {cer:.1%} | {refs[0]!r} → {hyps[0]!r}")
-
-
-def real_clips() -> list[tuple[str, str]]:
-    """(file under tests/data/audio, reference transcript) of the real recordings."""
-    lines = (REAL_CLIPS / "transcripts.tsv").read_text().splitlines()
-    return [tuple(line.split("\t", 1)) for line in lines if line and not line.startswith("#")]
 
 
 def write_trained(init: Path, trainee: Trainee, out: Path) -> None:
