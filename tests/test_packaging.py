@@ -40,6 +40,7 @@ def test_base_install_has_no_torch_or_transformers(tmp_path, make_bundle):
         "export": ["tinyaudio-export", "--fp32", "-o", str(tmp_path / "bundle")],
         "quantize": ["tinyaudio-quantize", str(tmp_path), "--int8"],
         "mic": ["tinyaudio", "live", str(tmp_path)],
+        "serve": ["tinyaudio", "serve", str(tmp_path)],
     }
     for extra, (command, *args) in cases.items():
         done = subprocess.run([env_dir / "bin" / command, *args], capture_output=True, text=True)

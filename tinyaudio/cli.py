@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
 import sys
@@ -137,6 +138,46 @@ def _live(args: argparse.Namespace) -> None:
         print(f"warning: {capture.overflows} input overflows (audio was dropped)", file=sys.stderr)
 
 
+def _serve(args: argparse.Namespace) -> None:
+    """Everything the user gave is checked before the model loads (seconds on a large bundle)."""
+    import asyncio
+
+    from tinyaudio.errors import missing_extra
+
+    try:
+        from tinyaudio.serve import server
+        from tinyaudio.serve.worker import ModelWorker
+        from tinyaudio.serve.wyoming_handler import ModelInfo
+    except ImportError as exc:
+        raise missing_extra(exc, "tinyaudio serve", "serve") from None
+    from tinyaudio.runtime.transcribe import Transcriber
+
+    if args.wyoming is None and args.http is None:
+        args.wyoming, args.http = f"tcp://127.0.0.1:{server.WYOMING_PORT}", "127.0.0.1"
+    wyoming = args.wyoming and server.address(args.wyoming, server.WYOMING_PORT, "tcp")
+    http = args.http and server.address(args.http, server.HTTP_PORT)
+    for name, value, low in (("--timeout", args.timeout, 1), ("--max-queue", args.max_queue, 1),
+                             ("--max-upload-mb", args.max_upload_mb, 0.001),
+                             ("--max-seconds", args.max_seconds, 1)):  # fmt: skip
+        if value < low:
+            raise TinyAudioError(f"{name} must be at least {low:g}, got {value:g}")
+    api_key = args.api_key or os.environ.get("TINYAUDIO_API_KEY")
+    if api_key is not None and not api_key.strip():
+        raise TinyAudioError("the API key is empty")
+    transcriber = Transcriber.from_bundle(args.bundle, args.threads, args.provider)
+    source = transcriber.engine.manifest["model"]
+    model = ModelInfo(
+        name=args.model_name or Path(source["source"]).name,
+        description=f"{source['source']} ({source['projector']}, {source['llm_family']}), "
+        f"{transcriber.engine.manifest['precision']}",
+        languages=args.language,
+        max_seconds=args.max_seconds,
+    )
+    limits = server.Limits(args.timeout, args.max_queue, int(args.max_upload_mb * 1e6))
+    worker = ModelWorker(transcriber, limits.timeout, limits.max_queue)
+    asyncio.run(server.serve(worker, model, wyoming, http, limits, api_key))
+
+
 def _info(args: argparse.Namespace) -> None:
     from tinyaudio.bundle import read_manifest, verify_bundle
 
@@ -192,6 +233,29 @@ def _parser() -> argparse.ArgumentParser:
     live.add_argument("--threads", type=int, help="onnxruntime threads (default: ≤ 4)")
     live.add_argument("--provider", help="execution provider: cpu, cuda, tensorrt, ...")
     live.set_defaults(func=_live)
+    serve = sub.add_parser(
+        "serve", help="serve a bundle over Wyoming (Home Assistant) and OpenAI-style HTTP"
+    )
+    serve.add_argument("bundle", type=Path, help="bundle directory")
+    wyoming = "Wyoming listener, tcp://HOST:PORT (bare flag: tcp://127.0.0.1:10300)"
+    serve.add_argument("--wyoming", nargs="?", const="tcp://127.0.0.1:10300", help=wyoming)
+    http = "HTTP listener, HOST:PORT (bare flag: 127.0.0.1:8000); neither flag: both defaults"
+    serve.add_argument("--http", nargs="?", const="127.0.0.1:8000", help=http)
+    key = "require 'Authorization: Bearer KEY' on HTTP (or set TINYAUDIO_API_KEY)"
+    serve.add_argument("--api-key", help=key)
+    serve.add_argument("--max-upload-mb", type=float, default=25.0, help="HTTP upload limit")
+    timeout = "seconds from a request's arrival to its answer (default 120)"
+    serve.add_argument("--timeout", type=float, default=120.0, help=timeout)
+    queue = "requests waiting or running before new ones get 'busy' (default 8)"
+    serve.add_argument("--max-queue", type=int, default=8, help=queue)
+    seconds = "longest Wyoming audio stream, seconds (default 300)"
+    serve.add_argument("--max-seconds", type=float, default=300.0, help=seconds)
+    serve.add_argument("--model-name", help="the name clients see (default: the model's)")
+    languages = "language codes to announce to clients (default: en)"
+    serve.add_argument("--language", nargs="+", default=["en"], help=languages)
+    serve.add_argument("--threads", type=int, help="onnxruntime threads (default: ≤ 4)")
+    serve.add_argument("--provider", help="execution provider: cpu, cuda, tensorrt, ...")
+    serve.set_defaults(func=_serve)
     info = sub.add_parser("info", help="summarise a bundle's manifest")
     info.add_argument("bundle", type=Path)
     info.add_argument("--verify", action="store_true", help="check every file's sha256")

@@ -61,6 +61,26 @@ def looping(tokens: list[int]) -> bool:
     return False
 
 
+class TextDeltas:
+    """A window's token ids → the text each new token adds, whole characters only (a token may
+    hold half of a multi-byte character), before the final clean-up."""
+
+    def __init__(self, transcriber: Transcriber, lead: str = "") -> None:
+        self.transcriber = transcriber
+        self.lead = lead  # put before the first piece (the space between windows)
+        self.ids: list[int] = []
+        self.shown = ""
+
+    def push(self, token: int) -> str:
+        self.ids.append(token)
+        text = self.transcriber.tokenizer.decode(self.transcriber._text_ids(self.ids))
+        if not (text.startswith(self.shown) and len(text) > len(self.shown)) or "\ufffd" in text:
+            return ""
+        piece, lead = text[len(self.shown) :], "" if self.shown else self.lead
+        self.shown = text
+        return lead + piece
+
+
 class Transcriber:
     def __init__(
         self, engine: Engine, tokenizer: Tokenizer, exact: bool = False, speech_gate: bool = True
@@ -121,14 +141,28 @@ class Transcriber:
         sample_rate: int | None = None,
         prompt: str | None = None,
         on_token: Callable[[int], None] | None = None,
+        on_text: Callable[[str], None] | None = None,
     ) -> Transcription:
-        """Transcribe a file or an array (any rate, any channels) into text with segment times."""
+        """Transcribe a file or an array (any rate, any channels) into text with segment times.
+
+        ``on_token`` gets each token id as it is produced; ``on_text`` the text it adds (whole
+        characters, windows joined by a space), for servers that stream while they decode. An
+        exception raised by either stops the transcription."""
         timings: dict[str, float] = {}
         segments = []
         ids_around = self.prompt_ids(prompt)  # once per call; a bad prompt fails before any audio
+        spoken = False  # some window has produced text: the next one's text starts with a space
         for start, window in windows(audio_blocks(audio, sample_rate)):
-            speech = self._speech(window, timings)
-            ids = self._decode(window, ids_around, timings, on_token) if speech else []
+            ids = []
+            if self._speech(window, timings):
+                deltas = TextDeltas(self, " " if spoken else "")
+                for token in self._tokens(window, ids_around, timings):
+                    ids.append(token)
+                    if on_token is not None:
+                        on_token(token)
+                    if on_text is not None and (piece := deltas.push(token)):
+                        on_text(piece)
+                spoken = spoken or bool(deltas.shown)
             text = finish_transcript(self.tokenizer.decode(self._text_ids(ids)))
             end = start + len(window)
             segments.append(Segment(start / SAMPLE_RATE, end / SAMPLE_RATE, text, ids))
@@ -147,26 +181,14 @@ class Transcriber:
         for _, window in windows(audio_blocks(audio, sample_rate)):
             if not self._speech(window, {}):
                 continue
-            ids: list[int] = []
-            shown = ""
+            deltas = TextDeltas(self)
             for token in self._tokens(window, ids_around, {}):
-                ids.append(token)
-                text = self.tokenizer.decode(self._text_ids(ids))
-                if text.startswith(shown) and len(text) > len(shown) and "\ufffd" not in text:
-                    yield text[len(shown) :]
-                    shown = text
+                if piece := deltas.push(token):
+                    yield piece
 
     def _text_ids(self, ids: list[int]) -> list[int]:
         stops = set(self.engine.stop_ids)
         return [t for t in ids if t not in stops]
-
-    def _decode(self, samples, ids_around, timings, on_token) -> list[int]:
-        ids = []
-        for token in self._tokens(samples, ids_around, timings):
-            ids.append(token)
-            if on_token is not None:
-                on_token(token)
-        return ids
 
     def _tokens(
         self, samples: np.ndarray, ids_around: tuple[list[int], list[int]], timings: dict

@@ -1,0 +1,325 @@
+"""`tinyaudio serve` as its clients see it: the `wyoming` package's own client and OpenAI's
+Python SDK, against a real server process on 127.0.0.1 serving the demo model's INT8 bundle, in an
+interpreter where torch and transformers cannot be imported."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import openai
+import pytest
+import soundfile as sf
+import soxr
+from wyoming.asr import Transcribe
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.client import AsyncTcpClient
+from wyoming.event import Event
+from wyoming.info import Describe, Info
+
+from recipe.demo.data import SAMPLES, sample_path
+from tests.conftest import NO_TORCH, REPO
+from tinyaudio.runtime.audio import load_audio
+from tinyaudio.runtime.transcribe import Transcriber
+
+KEY = "test-key"
+JFK = REPO / "samples" / "jfk.wav"
+SAMPLE_TEXTS = [text for text, _ in SAMPLES]
+
+
+def sample(text: str) -> Path:
+    return sample_path(REPO / "samples" / "demo", text)
+
+
+class Server:
+    """A `tinyaudio serve` process; its listeners' ports are read from what it prints."""
+
+    def __init__(self, bundle: Path, *options: str) -> None:
+        args = ["serve", str(bundle), "--wyoming", "tcp://127.0.0.1:0", "--http", "127.0.0.1:0",
+                "--threads", "1", *options]  # fmt: skip
+        code = NO_TORCH + f"from tinyaudio.cli import main\nsys.exit(main({args!r}))\n"
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", code], cwd=REPO, stderr=subprocess.PIPE, text=True
+        )
+        self.lines: list[str] = []
+        self.ports: dict[str, int] = {}
+        ready = threading.Event()
+
+        def read() -> None:
+            for line in self.process.stderr:
+                self.lines.append(line)
+                if found := re.match(r"(wyoming|http) listening on \w+://[\d.]+:(\d+)", line):
+                    self.ports[found[1]] = int(found[2])
+                    if len(self.ports) == 2:
+                        ready.set()
+            ready.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        assert ready.wait(60) and len(self.ports) == 2, "".join(self.lines)
+
+    def openai(self, key: str = KEY) -> openai.OpenAI:
+        base = f"http://127.0.0.1:{self.ports['http']}/v1"
+        return openai.OpenAI(base_url=base, api_key=key, max_retries=0)
+
+    def rss_kb(self) -> int:
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return int(re.search(r"VmRSS:\s+(\d+)", status)[1])
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(30)
+
+
+@pytest.fixture(scope="module")
+def bundle(demo_bundles) -> Path:
+    return demo_bundles["int8"]
+
+
+@pytest.fixture(scope="module")
+def server(bundle):
+    running = Server(bundle, "--api-key", KEY, "--max-upload-mb", "1")
+    yield running
+    assert running.stop() == 0, "".join(running.lines)
+    assert "Traceback" not in "".join(running.lines)
+
+
+@pytest.fixture(scope="module")
+def local(bundle) -> Transcriber:
+    """The same bundle in this process: what the server must answer."""
+    return Transcriber.from_bundle(bundle, threads=1)
+
+
+def pcm_events(audio: np.ndarray, rate: int, chunk: int = 2048) -> list[Event]:
+    """float samples [n] or [n, channels] → audio-start, 16-bit audio-chunks, audio-stop."""
+    frames = audio.reshape(len(audio), -1)
+    data = (np.clip(frames, -1, 1) * 32767).astype("<i2")
+    channels = frames.shape[1]
+    events = [AudioStart(rate=rate, width=2, channels=channels).event()]
+    for i in range(0, len(data), chunk):
+        payload = data[i : i + chunk].tobytes()
+        events.append(AudioChunk(rate=rate, width=2, channels=channels, audio=payload).event())
+    return [*events, AudioStop().event()]
+
+
+def file_events(path: Path) -> list[Event]:
+    audio, rate = sf.read(str(path), dtype="float32")
+    return pcm_events(audio, rate)
+
+
+async def wyoming_request(port: int, events: list[Event]) -> list[Event]:
+    """Send a transcription request; the events up to transcript-stop or an error."""
+    async with AsyncTcpClient("127.0.0.1", port) as client:
+        await client.write_event(Transcribe().event())
+        for event in events:
+            await client.write_event(event)
+        return await replies(client)
+
+
+async def replies(client: AsyncTcpClient) -> list[Event]:
+    received = []
+    while True:
+        event = await asyncio.wait_for(client.read_event(), 60)
+        assert event is not None, "the server closed the connection"
+        received.append(event)
+        if event.type in ("transcript-stop", "error"):
+            return received
+
+
+def transcript(events: list[Event]) -> str:
+    types = [e.type for e in events]
+    assert types[0] == "transcript-start" and types[-2:] == ["transcript", "transcript-stop"]
+    assert set(types[1:-2]) <= {"transcript-chunk"}
+    streamed = "".join(e.data["text"] for e in events if e.type == "transcript-chunk")
+    final = events[-2].data["text"]
+    assert streamed.strip().lower().startswith(final[:10].lower())  # chunks are the raw text
+    return final
+
+
+def test_wyoming_describe_announces_the_model(server):
+    async def ask() -> Info:
+        async with AsyncTcpClient("127.0.0.1", server.ports["wyoming"]) as client:
+            await client.write_event(Describe().event())
+            return Info.from_event(await client.read_event())
+
+    info = asyncio.run(ask())
+    (program,) = info.asr
+    assert program.supports_transcript_streaming
+    (model,) = program.models
+    assert model.name == "demo" and model.languages == ["en"] and "int8" in model.description
+
+
+def test_wyoming_transcribes_a_real_recording_as_the_runtime_does(server, local):
+    events = asyncio.run(wyoming_request(server.ports["wyoming"], file_events(JFK)))
+    assert transcript(events) == local.transcribe(JFK).text
+
+
+def test_wyoming_converts_44k_stereo(server):
+    text = SAMPLE_TEXTS[0]
+    audio = load_audio(sample(text))
+    stereo = soxr.resample(audio, 16000, 44100)[:, None] * np.array([[1.0, 0.5]])
+    events = asyncio.run(wyoming_request(server.ports["wyoming"], pcm_events(stereo, 44100)))
+    assert transcript(events) == text
+
+
+def test_wyoming_two_clients_at_once(server):
+    async def both() -> list[list[Event]]:
+        port = server.ports["wyoming"]
+        requests = [wyoming_request(port, file_events(sample(t))) for t in SAMPLE_TEXTS[:2]]
+        return await asyncio.gather(*requests)
+
+    assert [transcript(events) for events in asyncio.run(both())] == SAMPLE_TEXTS[:2]
+
+
+def test_wyoming_client_that_vanishes_leaves_the_server_serving(server):
+    port = server.ports["wyoming"]
+    events = file_events(sample(SAMPLE_TEXTS[1]))
+
+    async def vanish(upto: int) -> None:
+        client = AsyncTcpClient("127.0.0.1", port)
+        await client.connect()
+        for event in events[:upto]:
+            await client.write_event(event)
+        await client.disconnect()
+
+    asyncio.run(vanish(len(events) // 2))  # mid-stream
+    asyncio.run(vanish(len(events)))  # after audio-stop, before its transcript
+    assert transcript(asyncio.run(wyoming_request(port, events))) == SAMPLE_TEXTS[1]
+    assert server.process.poll() is None
+
+
+def test_wyoming_bad_streams_get_error_events_and_the_connection_stays(server):
+    async def session() -> list[Event]:
+        async with AsyncTcpClient("127.0.0.1", server.ports["wyoming"]) as client:
+            answers = []
+            chunk = AudioChunk(rate=16000, width=2, channels=1, audio=b"\0\0" * 160)
+            await client.write_event(chunk.event())  # before audio-start
+            answers += await replies(client)
+            await client.write_event(AudioStart(rate=16000, width=3, channels=1).event())
+            answers += await replies(client)
+            await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
+            odd = AudioChunk(rate=16000, width=2, channels=1, audio=b"\0\0\0")
+            await client.write_event(odd.event())
+            answers += await replies(client)
+            await client.write_event(Event(type="audio-start", data={"rate": 16000}))
+            answers += await replies(client)
+            await client.write_event(Describe().event())
+            answers.append(await client.read_event())
+            return answers
+
+    answers = asyncio.run(session())
+    assert [a.type for a in answers] == ["error"] * 4 + ["info"]
+    messages = [a.data["text"] for a in answers[:4]]
+    assert "before audio-start" in messages[0]
+    assert "3-byte samples" in messages[1]
+    assert "not whole frames" in messages[2]
+    assert "malformed audio-start" in messages[3]
+
+
+def test_wyoming_memory_stays_flat_over_50_requests(server):
+    port = server.ports["wyoming"]
+    events = file_events(sample(SAMPLE_TEXTS[2]))
+    for _ in range(5):  # warm-up: arenas and caches reach their working size
+        asyncio.run(wyoming_request(port, events))
+    before = server.rss_kb()
+    for _ in range(50):
+        assert transcript(asyncio.run(wyoming_request(port, events))) == SAMPLE_TEXTS[2]
+    growth = server.rss_kb() / before - 1
+    assert growth < 0.05, f"RSS grew {growth:.1%} over 50 requests"
+
+
+def test_http_formats_through_the_openai_sdk(server, local):
+    client = server.openai()
+    expected = local.transcribe(JFK).text
+
+    def ask(fmt: str):
+        with JFK.open("rb") as f:
+            return client.audio.transcriptions.create(
+                model="whisper-1", file=f, response_format=fmt
+            )
+
+    assert ask("json").text == expected
+    assert ask("text").strip() == expected
+    verbose = ask("verbose_json")
+    assert verbose.text == expected and verbose.duration == pytest.approx(11.0, abs=0.1)
+    assert " ".join(s.text for s in verbose.segments) == expected
+    srt_cues = [c.split("\n") for c in ask("srt").strip().split("\n\n")]
+    assert [c[0] for c in srt_cues] == [str(i + 1) for i in range(len(srt_cues))]
+    assert all(re.fullmatch(r"\d\d:\d\d:\d\d,\d{3} --> \d\d:\d\d:\d\d,\d{3}", c[1])
+               for c in srt_cues)  # fmt: skip
+    assert " ".join(" ".join(c[2:]) for c in srt_cues) == expected
+    vtt_text = ask("vtt")
+    assert vtt_text.startswith("WEBVTT\n\n")
+    vtt_cues = [c.split("\n") for c in vtt_text.split("\n\n")[1:] if c]
+    assert all(re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3} --> \d\d:\d\d:\d\d\.\d{3}", c[0])
+               for c in vtt_cues)  # fmt: skip
+    assert " ".join(" ".join(c[1:]) for c in vtt_cues) == expected
+
+
+def test_http_streams_server_sent_events(server):
+    text = SAMPLE_TEXTS[0]
+    with sample(text).open("rb") as f:
+        events = list(
+            server.openai().audio.transcriptions.create(model="whisper-1", file=f, stream=True)
+        )
+    assert [e.type for e in events[:-1]] == ["transcript.text.delta"] * (len(events) - 1)
+    assert len(events) > 2  # the words arrive one by one
+    assert events[-1].type == "transcript.text.done" and events[-1].text == text
+    assert "".join(e.delta for e in events[:-1]) == text
+
+
+def test_http_errors_are_clear_4xx(server, tmp_path):
+    client = server.openai()
+    big = tmp_path / "long.wav"
+    sf.write(big, np.zeros(16000 * 40, np.float32), 16000)  # 1.28 MB > 1 MB
+    with pytest.raises(openai.APIStatusError) as caught, big.open("rb") as f:
+        client.audio.transcriptions.create(model="whisper-1", file=f)
+    assert caught.value.status_code == 413 and "limit of 1 MB" in caught.value.message
+
+    broken = tmp_path / "notes.wav"
+    broken.write_bytes(b"RIFF but not really audio" * 10)
+    with pytest.raises(openai.BadRequestError) as caught, broken.open("rb") as f:
+        client.audio.transcriptions.create(model="whisper-1", file=f)
+    assert "cannot decode notes.wav" in caught.value.message
+
+    with pytest.raises(openai.AuthenticationError), sample(SAMPLE_TEXTS[0]).open("rb") as f:
+        server.openai(key="wrong").audio.transcriptions.create(model="whisper-1", file=f)
+
+    with pytest.raises(openai.BadRequestError) as caught, sample(SAMPLE_TEXTS[0]).open("rb") as f:
+        client.audio.transcriptions.create(model="whisper-1", file=f, response_format="xml")
+    assert "response_format" in caught.value.message
+
+
+def test_sigterm_drains_the_request_in_flight(bundle):
+    running = Server(bundle)
+    long_clip = io.BytesIO()
+    audio = np.concatenate([load_audio(sample(t)) for t in SAMPLE_TEXTS] * 8)  # ~50 s: windows of many sentences
+    sf.write(long_clip, audio, 16000, format="WAV")
+    answer: list = []
+
+    def ask() -> None:
+        long_clip.seek(0)
+        client = running.openai()
+        upload = ("long.wav", long_clip.getvalue())
+        answer.append(client.audio.transcriptions.create(model="whisper-1", file=upload))
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    health = f"http://127.0.0.1:{running.ports['http']}/health"
+    deadline = time.monotonic() + 30
+    while json.load(urllib.request.urlopen(health))["pending"] == 0:  # until it is in line
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert running.stop() == 0
+    asker.join(30)
+    assert answer and answer[0].usage.seconds == pytest.approx(len(audio) / 16000, abs=0.01)
+    assert "draining" in "".join(running.lines)

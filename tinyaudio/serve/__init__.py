@@ -1,0 +1,1 @@
+"""`tinyaudio serve`: the protocols device apps speak (Wyoming, OpenAI's HTTP API), one model."""

@@ -1,0 +1,167 @@
+"""Home Assistant's Wyoming protocol: `describe` → `info`; `transcribe`, `audio-start`,
+`audio-chunk`…, `audio-stop` → `transcript-start`, `transcript-chunk`…, `transcript`,
+`transcript-stop`.
+
+Audio arrives as raw PCM at whatever rate, width and channel count the client declares in
+`audio-start`; it is converted to 16 kHz mono as it arrives (soxr, as for files). Anything wrong
+with a stream (no `audio-start`, a chunk in another format, too long, undecodable) is answered
+with an `error` event and the connection stays usable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from wyoming.asr import Transcribe, Transcript, TranscriptChunk, TranscriptStart, TranscriptStop
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.error import Error
+from wyoming.event import Event
+from wyoming.info import AsrModel, AsrProgram, Attribution, Describe, Info
+from wyoming.server import AsyncEventHandler
+
+from tinyaudio import __version__
+from tinyaudio.errors import TinyAudioError
+from tinyaudio.runtime.audio import Converter
+from tinyaudio.runtime.lengths import SAMPLE_RATE
+from tinyaudio.serve.worker import ModelWorker, RequestTimeoutError
+
+log = logging.getLogger("tinyaudio")
+SAMPLE_TYPES = {2: np.int16, 4: np.int32}  # little-endian signed PCM; 1 byte is unsigned
+ATTRIBUTION = Attribution(name="tinyaudio", url="https://github.com/alexkroman/tiny-audio")
+
+
+@dataclass
+class ModelInfo:
+    name: str  # what clients see and may ask for
+    description: str
+    languages: list[str]
+    max_seconds: float  # the longest stream one request may send
+
+
+class PcmStream:
+    """Raw PCM chunks in the format of one `audio-start` → 16 kHz mono float32 blocks."""
+
+    def __init__(self, rate: int, width: int, channels: int, max_seconds: float) -> None:
+        if width not in (1, *SAMPLE_TYPES) or channels < 1:
+            raise TinyAudioError(f"unsupported audio: {width}-byte samples, {channels} channels")
+        self.format = (rate, width, channels)
+        self.limit = int(max_seconds * SAMPLE_RATE)
+        self.max_seconds = max_seconds
+        self.converter = Converter(rate, "audio")
+        self.blocks: list[np.ndarray] = []
+        self.samples = 0
+
+    def add(self, chunk: AudioChunk) -> None:
+        if (chunk.rate, chunk.width, chunk.channels) != self.format:
+            raise TinyAudioError(
+                f"audio-chunk is {chunk.rate} Hz × {chunk.width} bytes × {chunk.channels} "
+                f"channels; audio-start declared {self.format[0]} Hz × {self.format[1]} bytes × "
+                f"{self.format[2]} channels"
+            )
+        _, width, channels = self.format
+        if len(chunk.audio) % (width * channels):
+            raise TinyAudioError(f"audio-chunk of {len(chunk.audio)} bytes is not whole frames")
+        if width == 1:
+            samples = np.frombuffer(chunk.audio, np.uint8).astype(np.int16) - 128
+            samples = (samples * 256).astype(np.int16)
+        else:
+            samples = np.frombuffer(chunk.audio, np.dtype(SAMPLE_TYPES[width]).newbyteorder("<"))
+        self._keep(self.converter(samples.reshape(-1, channels)))
+
+    def finish(self) -> np.ndarray:
+        self._keep(self.converter.finish())
+        if not self.samples:
+            raise TinyAudioError("the audio stream is empty")
+        return np.concatenate(self.blocks)
+
+    def _keep(self, block: np.ndarray) -> None:
+        self.samples += len(block)
+        if self.samples > self.limit:
+            raise TinyAudioError(f"the audio stream is longer than {self.max_seconds:g} s")
+        self.blocks.append(block)
+
+
+def describe(model: ModelInfo) -> Info:
+    asr_model = AsrModel(
+        name=model.name,
+        description=model.description,
+        attribution=ATTRIBUTION,
+        installed=True,
+        version=__version__,
+        languages=model.languages,
+    )
+    program = AsrProgram(
+        name="tinyaudio",
+        description="tiny-audio speech recognition on onnxruntime",
+        attribution=ATTRIBUTION,
+        installed=True,
+        version=__version__,
+        models=[asr_model],
+        supports_transcript_streaming=True,
+    )
+    return Info(asr=[program])
+
+
+class WyomingHandler(AsyncEventHandler):
+    """One client connection; its requests go to the shared ``worker``."""
+
+    def __init__(self, reader, writer, worker: ModelWorker, model: ModelInfo) -> None:
+        super().__init__(reader, writer)
+        self.worker = worker
+        self.model = model
+        self.stream: PcmStream | None = None
+
+    async def handle_event(self, event: Event) -> bool:
+        try:
+            await self._handle(event)
+        except TinyAudioError as exc:
+            self.stream = None
+            await self.write_event(Error(text=str(exc), code=_code(exc)).event())
+        except (KeyError, TypeError) as exc:  # a field missing or of the wrong type
+            self.stream = None
+            message = f"malformed {event.type} event ({type(exc).__name__}: {exc})"
+            await self.write_event(Error(text=message, code="malformed").event())
+        return True
+
+    async def _handle(self, event: Event) -> None:
+        if Describe.is_type(event.type):
+            await self.write_event(describe(self.model).event())
+        elif Transcribe.is_type(event.type):
+            self.stream = None  # a new request: whatever came before is dropped
+        elif AudioStart.is_type(event.type):
+            start = AudioStart.from_event(event)
+            self.stream = PcmStream(start.rate, start.width, start.channels, self.model.max_seconds)
+        elif AudioChunk.is_type(event.type):
+            if self.stream is None:
+                raise TinyAudioError("audio-chunk before audio-start")
+            self.stream.add(AudioChunk.from_event(event))
+        elif AudioStop.is_type(event.type):
+            if self.stream is None:
+                raise TinyAudioError("audio-stop before audio-start")
+            audio, self.stream = self.stream.finish(), None
+            await self._transcribe(audio)
+
+    async def _transcribe(self, audio: np.ndarray) -> None:
+        language = self.model.languages[0]
+        await self.write_event(TranscriptStart(language=language).event())
+        async for item in self.worker.stream(audio, SAMPLE_RATE):
+            if isinstance(item, str):
+                await self.write_event(TranscriptChunk(text=item).event())
+            else:
+                await self.write_event(Transcript(text=item.text, language=language).event())
+        await self.write_event(TranscriptStop().event())
+
+    async def run(self) -> None:
+        """As the base class, but a client that breaks the framing or vanishes mid-reply only
+        ends its own connection."""
+        try:
+            await super().run()
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError) as exc:
+            log.info("wyoming client dropped: %s", exc)
+
+
+def _code(exc: TinyAudioError) -> str:
+    return "timeout" if isinstance(exc, RequestTimeoutError) else type(exc).__name__.lower()
