@@ -9,7 +9,8 @@ TORCH  := torch==2.13.0
 APT    := espeak-ng libportaudio2
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint clean system bench bench-1.7b export-memory wer train-demo train-voice
+.PHONY: demo test lint clean system bench bench-1.7b export-memory wer train-demo train-voice \
+	arm64-check
 
 system:
 	@command -v espeak-ng >/dev/null && ldconfig -p | grep -q libportaudio || \
@@ -51,6 +52,17 @@ train-voice: $(STAMP)
 	$(PY) -m pip install --quiet $(VOICE_PIP)
 	$(PY) -m recipe.voice.data --work build/voice-recipe
 	$(PY) -m recipe.voice.train --work build/voice-recipe --out models/voice
+
+# The torch-free runtime in a Debian arm64 userland under qemu-user (~10 min; root). The
+# transcripts and emulated times go to build/arm64-check.log (see README's platform table).
+ARM64_APT := debootstrap qemu-user-static curl
+arm64-check: $(STAMP)
+	@command -v debootstrap >/dev/null && command -v qemu-aarch64-static >/dev/null || \
+		{ $(SUDO) apt-get update -qq && \
+		  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(ARM64_APT); }
+	$(VENV)/bin/tinyaudio-export --model demo --int8 -o build/demo-int8 --force
+	bash -o pipefail -c '$(SUDO) scripts/arm64-check.sh build/demo-int8 build/arm64 2>&1 \
+		| tee build/arm64-check.log'
 
 # The full side-by-side benchmark (real-size random weights; ~11 GB RAM to export once).
 bench: $(STAMP)

@@ -119,3 +119,33 @@ def test_what_cannot_be_written_is_refused(change, message, tmp_path):
     with pytest.raises(TinyAudioError, match=message):
         export_decoder(model, tmp_path / "decoder.onnx")
     assert not (tmp_path / "decoder.onnx").exists()
+
+
+def test_device_resident_cache_gives_the_same_tokens(tmp_path):
+    """The GPU path (cache, step input and logits in OrtValues, prefix uploaded once) run with
+    CPU OrtValues: the same logits and greedy tokens as the numpy buffers bound in place."""
+    decoder = export(random_model(FAMILIES["qwen3"]()), tmp_path)
+    dims = {"num_layers": decoder.layers, "num_kv_heads": decoder.kv_heads,
+            "head_dim": decoder.head_dim, "vocab_size": decoder.vocab_size,
+            "max_positions": decoder.max_positions}  # fmt: skip
+    on_device = Decoder(decoder.session, dims, device="cpu")
+    rng = np.random.default_rng(2)
+    table = rng.standard_normal((decoder.vocab_size, 64)).astype(np.float32)
+    prefix, prompt = table[[1, 2, 3]][None], rng.standard_normal((1, 7, 64)).astype(np.float32)
+
+    def greedy(runner: Decoder) -> tuple[list[int], list[np.ndarray]]:
+        first = runner.new_cache(3)
+        runner.forward(prefix, first)
+        cache = runner.new_cache(3 + 7 + 12)
+        cache.append(runner.host_states(first))
+        tokens, logits = [], []
+        for token, step in runner.generate(prompt, lambda ids: table[ids], cache):
+            tokens.append(token)
+            logits.append(step.copy())
+            if len(tokens) == 12:
+                return tokens, logits
+
+    (tokens, logits), (device_tokens, device_logits) = greedy(decoder), greedy(on_device)
+    assert device_tokens == tokens
+    np.testing.assert_allclose(np.concatenate(device_logits), np.concatenate(logits), atol=1e-6)
+    assert on_device.new_cache(4).buffers[0].device_name() == "cpu"  # OrtValues, not numpy

@@ -201,3 +201,16 @@ def test_the_prompt_prefix_is_computed_once(pair, clips):
     # One prefix-only run (from position 0), then every prompt starts after the cached prefix.
     starts = [p for p in prefilled if p <= len(prefix)]
     assert starts == [0, len(prefix), len(prefix)]
+
+
+def test_device_resident_decoding_transcribes_the_same(pair, clips):
+    """What a CUDA/TensorRT provider switches on (runtime/decoder.py), run with CPU OrtValues."""
+    from tinyaudio.runtime.decoder import Decoder
+
+    plain = Transcriber.from_bundle(pair[0])
+    device = Transcriber.from_bundle(pair[0])
+    engine = device.engine
+    engine.decoder = Decoder(engine.decoder.session, engine.manifest["dims"], device="cpu")
+    for name in ("speech", "espeak-ng", "over 30 s"):
+        expected = plain.transcribe(clips[name], RATE).token_ids
+        assert device.transcribe(clips[name], RATE).token_ids == expected, name

@@ -20,6 +20,7 @@ from tinyaudio.runtime.features import log_mel
 from tinyaudio.runtime.lengths import audio_tokens, conv_output_length
 from tinyaudio.runtime.sessions import (
     WINDOW_RUN,
+    cache_device,
     check_threads,
     create_session,
     resolve_provider,
@@ -77,13 +78,13 @@ class Engine:
             path = directory / manifest["graphs"][name]["file"]
             return create_session(path, threads, providers, prepack)
 
-        decoder = "decoder" in graphs
+        decoder = session("decoder")
         return cls(
             directory=directory,
             manifest=manifest,
             encoder=session("encoder"),
             projector=session("projector"),
-            decoder=Decoder(session("decoder"), manifest["dims"]) if decoder else None,
+            decoder=Decoder(decoder, manifest["dims"], cache_device(decoder)) if decoder else None,
             embeddings=TokenEmbeddings(directory, manifest["embeddings"]) if decoder else None,
         )
 
@@ -144,7 +145,7 @@ class Engine:
         if self._prefix[0] != tuple(prefix):
             cache = self.decoder.new_cache(len(prefix))
             self.decoder.forward(self.embeddings(prefix)[None], cache)
-            self._prefix = (tuple(prefix), cache.buffers)
+            self._prefix = (tuple(prefix), self.decoder.host_states(cache))
         return self._prefix[1]
 
     def decode(

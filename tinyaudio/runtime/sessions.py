@@ -31,6 +31,8 @@ PROVIDER_ALIASES = {
 }
 # What to try under a provider before the CPU (TensorRT hands unsupported nodes to CUDA).
 FALLBACKS = {"TensorrtExecutionProvider": ["CUDAExecutionProvider"]}
+# Providers whose memory is a GPU's: the decoder keeps its KV cache there (runtime/decoder.py).
+CACHE_DEVICES = {"CUDAExecutionProvider": "cuda", "TensorrtExecutionProvider": "cuda"}
 MAX_THREADS = 256  # more is a typo: onnxruntime would start them all and crawl
 
 
@@ -103,3 +105,8 @@ def create_session(
     if session.get_providers()[0] != providers[0]:  # e.g. CUDA present but its libraries are not
         log.warning("%s could not start for %s; running on CPU", providers[0], path.name)
     return session
+
+
+def cache_device(session: ort.InferenceSession) -> str | None:
+    """Where the decoder's KV cache should live for ``session``: its GPU, or None (host numpy)."""
+    return CACHE_DEVICES.get(session.get_providers()[0])
