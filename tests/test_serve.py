@@ -302,7 +302,7 @@ def test_http_errors_are_clear_4xx(server, tmp_path):
 def test_sigterm_drains_the_request_in_flight(bundle):
     running = Server(bundle)
     long_clip = io.BytesIO()
-    audio = np.concatenate([load_audio(sample(t)) for t in SAMPLE_TEXTS] * 8)  # ~50 s: windows of many sentences
+    audio = np.concatenate([load_audio(sample(t)) for t in SAMPLE_TEXTS] * 8)  # ~50 s, two windows
     sf.write(long_clip, audio, 16000, format="WAV")
     answer: list = []
 
