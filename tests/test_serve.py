@@ -8,9 +8,6 @@ import asyncio
 import io
 import json
 import re
-import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -21,14 +18,14 @@ import openai
 import pytest
 import soundfile as sf
 import soxr
-from wyoming.asr import Transcribe
-from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.audio import AudioChunk, AudioStart
 from wyoming.client import AsyncTcpClient
 from wyoming.event import Event
 from wyoming.info import Describe, Info
 
 from recipe.demo.data import SAMPLES, sample_path
 from tests.conftest import NO_TORCH, REPO
+from tinyaudio.bench.serving import ServerProcess, file_events, pcm_events, replies, wyoming_request
 from tinyaudio.runtime.audio import load_audio
 from tinyaudio.runtime.transcribe import Transcriber
 
@@ -41,43 +38,9 @@ def sample(text: str) -> Path:
     return sample_path(REPO / "samples" / "demo", text)
 
 
-class Server:
-    """A `tinyaudio serve` process; its listeners' ports are read from what it prints."""
-
-    def __init__(self, bundle: Path, *options: str) -> None:
-        args = ["serve", str(bundle), "--wyoming", "tcp://127.0.0.1:0", "--http", "127.0.0.1:0",
-                "--threads", "1", *options]  # fmt: skip
-        code = NO_TORCH + f"from tinyaudio.cli import main\nsys.exit(main({args!r}))\n"
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", code], cwd=REPO, stderr=subprocess.PIPE, text=True
-        )
-        self.lines: list[str] = []
-        self.ports: dict[str, int] = {}
-        ready = threading.Event()
-
-        def read() -> None:
-            for line in self.process.stderr:
-                self.lines.append(line)
-                if found := re.match(r"(wyoming|http) listening on \w+://[\d.]+:(\d+)", line):
-                    self.ports[found[1]] = int(found[2])
-                    if len(self.ports) == 2:
-                        ready.set()
-            ready.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        assert ready.wait(60) and len(self.ports) == 2, "".join(self.lines)
-
-    def openai(self, key: str = KEY) -> openai.OpenAI:
-        base = f"http://127.0.0.1:{self.ports['http']}/v1"
-        return openai.OpenAI(base_url=base, api_key=key, max_retries=0)
-
-    def rss_kb(self) -> int:
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        return int(re.search(r"VmRSS:\s+(\d+)", status)[1])
-
-    def stop(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(30)
+def start_server(bundle: Path, *options: str) -> ServerProcess:
+    """The server as a user runs it, in an interpreter where torch cannot be imported."""
+    return ServerProcess(bundle, "--threads", "1", *options, prelude=NO_TORCH, cwd=REPO)
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +50,7 @@ def bundle(demo_bundles) -> Path:
 
 @pytest.fixture(scope="module")
 def server(bundle):
-    running = Server(bundle, "--api-key", KEY, "--max-upload-mb", "1")
+    running = start_server(bundle, "--api-key", KEY, "--max-upload-mb", "1")
     yield running
     assert running.stop() == 0, "".join(running.lines)
     assert "Traceback" not in "".join(running.lines)
@@ -97,42 +60,6 @@ def server(bundle):
 def local(bundle) -> Transcriber:
     """The same bundle in this process: what the server must answer."""
     return Transcriber.from_bundle(bundle, threads=1)
-
-
-def pcm_events(audio: np.ndarray, rate: int, chunk: int = 2048) -> list[Event]:
-    """float samples [n] or [n, channels] → audio-start, 16-bit audio-chunks, audio-stop."""
-    frames = audio.reshape(len(audio), -1)
-    data = (np.clip(frames, -1, 1) * 32767).astype("<i2")
-    channels = frames.shape[1]
-    events = [AudioStart(rate=rate, width=2, channels=channels).event()]
-    for i in range(0, len(data), chunk):
-        payload = data[i : i + chunk].tobytes()
-        events.append(AudioChunk(rate=rate, width=2, channels=channels, audio=payload).event())
-    return [*events, AudioStop().event()]
-
-
-def file_events(path: Path) -> list[Event]:
-    audio, rate = sf.read(str(path), dtype="float32")
-    return pcm_events(audio, rate)
-
-
-async def wyoming_request(port: int, events: list[Event]) -> list[Event]:
-    """Send a transcription request; the events up to transcript-stop or an error."""
-    async with AsyncTcpClient("127.0.0.1", port) as client:
-        await client.write_event(Transcribe().event())
-        for event in events:
-            await client.write_event(event)
-        return await replies(client)
-
-
-async def replies(client: AsyncTcpClient) -> list[Event]:
-    received = []
-    while True:
-        event = await asyncio.wait_for(client.read_event(), 60)
-        assert event is not None, "the server closed the connection"
-        received.append(event)
-        if event.type in ("transcript-stop", "error"):
-            return received
 
 
 def transcript(events: list[Event]) -> str:
@@ -230,15 +157,15 @@ def test_wyoming_memory_stays_flat_over_50_requests(server):
     events = file_events(sample(SAMPLE_TEXTS[2]))
     for _ in range(5):  # warm-up: arenas and caches reach their working size
         asyncio.run(wyoming_request(port, events))
-    before = server.rss_kb()
+    before = server.rss_mb()
     for _ in range(50):
         assert transcript(asyncio.run(wyoming_request(port, events))) == SAMPLE_TEXTS[2]
-    growth = server.rss_kb() / before - 1
+    growth = server.rss_mb() / before - 1
     assert growth < 0.05, f"RSS grew {growth:.1%} over 50 requests"
 
 
 def test_http_formats_through_the_openai_sdk(server, local):
-    client = server.openai()
+    client = server.openai(KEY)
     expected = local.transcribe(JFK).text
 
     def ask(fmt: str):
@@ -269,7 +196,7 @@ def test_http_streams_server_sent_events(server):
     text = SAMPLE_TEXTS[0]
     with sample(text).open("rb") as f:
         events = list(
-            server.openai().audio.transcriptions.create(model="whisper-1", file=f, stream=True)
+            server.openai(KEY).audio.transcriptions.create(model="whisper-1", file=f, stream=True)
         )
     assert [e.type for e in events[:-1]] == ["transcript.text.delta"] * (len(events) - 1)
     assert len(events) > 2  # the words arrive one by one
@@ -278,7 +205,7 @@ def test_http_streams_server_sent_events(server):
 
 
 def test_http_errors_are_clear_4xx(server, tmp_path):
-    client = server.openai()
+    client = server.openai(KEY)
     big = tmp_path / "long.wav"
     sf.write(big, np.zeros(16000 * 40, np.float32), 16000)  # 1.28 MB > 1 MB
     with pytest.raises(openai.APIStatusError) as caught, big.open("rb") as f:
@@ -300,7 +227,7 @@ def test_http_errors_are_clear_4xx(server, tmp_path):
 
 
 def test_sigterm_drains_the_request_in_flight(bundle):
-    running = Server(bundle)
+    running = start_server(bundle)
     long_clip = io.BytesIO()
     audio = np.concatenate([load_audio(sample(t)) for t in SAMPLE_TEXTS] * 8)  # ~50 s, two windows
     sf.write(long_clip, audio, 16000, format="WAV")
