@@ -226,27 +226,59 @@ def test_http_errors_are_clear_4xx(server, tmp_path):
     assert "response_format" in caught.value.message
 
 
-def test_sigterm_drains_the_request_in_flight(bundle):
-    running = start_server(bundle)
-    long_clip = io.BytesIO()
-    audio = np.concatenate([load_audio(sample(t)) for t in SAMPLE_TEXTS] * 8)  # ~50 s, two windows
-    sf.write(long_clip, audio, 16000, format="WAV")
-    answer: list = []
+@pytest.fixture(scope="module")
+def long_upload() -> tuple[str, bytes, float]:
+    """~50 s of the demo sentences (two windows): a request that keeps the model busy ~1 s."""
+    audio = np.concatenate([load_audio(sample(t)) for t in SAMPLE_TEXTS] * 8)
+    data = io.BytesIO()
+    sf.write(data, audio, 16000, format="WAV")
+    return "long.wav", data.getvalue(), len(audio) / 16000
 
-    def ask() -> None:
-        long_clip.seek(0)
-        client = running.openai()
-        upload = ("long.wav", long_clip.getvalue())
-        answer.append(client.audio.transcriptions.create(model="whisper-1", file=upload))
 
-    asker = threading.Thread(target=ask)
-    asker.start()
+def wait_until_busy(running: ServerProcess) -> None:
     health = f"http://127.0.0.1:{running.ports['http']}/health"
     deadline = time.monotonic() + 30
     while json.load(urllib.request.urlopen(health))["pending"] == 0:  # until it is in line
         assert time.monotonic() < deadline
         time.sleep(0.01)
+
+
+def test_sigterm_drains_the_request_in_flight(bundle, long_upload):
+    running = start_server(bundle)
+    answer: list = []
+    asker = threading.Thread(
+        target=lambda: answer.append(
+            running.openai().audio.transcriptions.create(model="any", file=long_upload[:2])
+        )
+    )
+    asker.start()
+    wait_until_busy(running)
     assert running.stop() == 0
     asker.join(30)
-    assert answer and answer[0].usage.seconds == pytest.approx(len(audio) / 16000, abs=0.01)
+    assert answer and answer[0].usage.seconds == pytest.approx(long_upload[2], abs=0.01)
     assert "draining" in "".join(running.lines)
+
+
+def test_a_full_line_and_a_late_answer_are_refused_clearly(bundle, long_upload):
+    running = start_server(bundle, "--max-queue", "1", "--timeout", "0.1")
+    try:
+        client = running.openai()
+        with pytest.raises(openai.APIStatusError) as caught:
+            client.audio.transcriptions.create(model="any", file=long_upload[:2])
+        assert caught.value.status_code == 504 and "longer than 0.1 s" in caught.value.message
+    finally:
+        assert running.stop() == 0
+    running = start_server(bundle, "--max-queue", "1")
+    try:
+        first = threading.Thread(
+            target=running.openai().audio.transcriptions.create,
+            kwargs={"model": "any", "file": long_upload[:2]},
+        )
+        first.start()
+        wait_until_busy(running)
+        with pytest.raises(openai.APIStatusError) as caught:
+            running.openai().audio.transcriptions.create(model="any", file=long_upload[:2])
+        assert caught.value.status_code == 503 and "busy" in caught.value.message
+        first.join(60)
+    finally:
+        assert running.stop() == 0

@@ -156,7 +156,7 @@ def _serve(args: argparse.Namespace) -> None:
         args.wyoming, args.http = f"tcp://127.0.0.1:{server.WYOMING_PORT}", "127.0.0.1"
     wyoming = args.wyoming and server.address(args.wyoming, server.WYOMING_PORT, "tcp")
     http = args.http and server.address(args.http, server.HTTP_PORT)
-    for name, value, low in (("--timeout", args.timeout, 1), ("--max-queue", args.max_queue, 1),
+    for name, value, low in (("--timeout", args.timeout, 0.1), ("--max-queue", args.max_queue, 1),
                              ("--max-upload-mb", args.max_upload_mb, 0.001),
                              ("--max-seconds", args.max_seconds, 1)):  # fmt: skip
         if value < low:
