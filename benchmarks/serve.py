@@ -3,9 +3,11 @@
     python benchmarks/serve.py BUNDLE [BUNDLE ...] [--clip FILE] [--requests 20] [--clients 3]
                                [--threads 2] [-o benchmarks/serve]
 
-For each bundle a server process is started as a user starts it; after two warm-up requests,
-``--requests`` go one after another (latency: from the first byte sent to the final transcript)
-and then the same number from ``--clients`` clients at once (requests per minute with a queue).
+For each bundle a server process is started as a user starts it. After two warm-up requests,
+``--requests`` rounds go one request at a time, each round the same clip three ways: transcribed
+in this process (the baseline, same threads), over Wyoming and over HTTP (latency: from the first
+byte sent to the final transcript). Then each protocol gets ``--requests`` from ``--clients``
+clients at once (requests per minute with a queue).
 Wyoming requests go through the `wyoming` client (16-bit PCM chunks, as Home Assistant sends
 them), HTTP through the `openai` SDK (a multipart upload). Peak RSS of the server is read at the
 end. Writes serve.json and serve.md.
@@ -25,6 +27,7 @@ from pathlib import Path
 from tinyaudio.bench.serving import ServerProcess, file_events, wyoming_request
 from tinyaudio.bundle import read_manifest
 from tinyaudio.errors import run_cli
+from tinyaudio.runtime.transcribe import Transcriber
 
 REPO = Path(__file__).resolve().parents[1]
 CLIP = REPO / "samples" / "jfk.wav"
@@ -53,37 +56,50 @@ def http_call(server: ServerProcess, clip: Path):
     return call
 
 
-def measure(call, requests: int, clients: int) -> dict:
-    for _ in range(2):
-        call()
-    latencies = []
-    for _ in range(requests):
-        started = time.perf_counter()
-        text = call()
-        latencies.append(time.perf_counter() - started)
-    started = time.perf_counter()
-    with ThreadPoolExecutor(clients) as pool:
-        list(pool.map(lambda _: call(), range(requests)))
-    loaded = time.perf_counter() - started
-    latencies.sort()
-    return {
-        "latency_p50_s": round(statistics.median(latencies), 3),
-        "latency_p90_s": round(latencies[int(0.9 * (len(latencies) - 1))], 3),
-        "sequential_per_minute": round(60 * len(latencies) / sum(latencies), 1),
-        "loaded_per_minute": round(60 * requests / loaded, 1),
-        "text": text,
-    }
+def local_call(bundle: Path, clip: Path, threads: int):
+    """The same transcription without a server: what the protocols add is the difference."""
+    transcriber = Transcriber.from_bundle(bundle, threads=threads)
+    return lambda: transcriber.transcribe(clip).text
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    return round(sorted(values)[int(fraction * (len(values) - 1))], 3)
 
 
 def bench_bundle(bundle: Path, clip: Path, args: argparse.Namespace) -> dict:
+    """Latency with the three ways interleaved, request by request (a noisy VM drifts; each way
+    sees the same drift), then each protocol loaded by several clients."""
     manifest = read_manifest(bundle)
     server = ServerProcess(bundle, "--threads", str(args.threads), "--max-queue", "64")
     try:
         idle = server.rss_mb()
+        calls = {
+            "in-process": local_call(bundle, clip, args.threads),
+            "wyoming": wyoming_call(server, clip),
+            "http": http_call(server, clip),
+        }
+        latencies: dict[str, list[float]] = {name: [] for name in calls}
+        texts = {name: [call() for _ in range(2)][-1] for name, call in calls.items()}  # warm-up
+        print(f"{bundle.name}: {args.requests} rounds ...", file=sys.stderr, flush=True)
+        for _ in range(args.requests):
+            for name, call in calls.items():
+                started = time.perf_counter()
+                call()
+                latencies[name].append(time.perf_counter() - started)
         rows = {}
-        for protocol, make in (("wyoming", wyoming_call), ("http", http_call)):
-            print(f"{bundle.name}: {protocol} ...", file=sys.stderr, flush=True)
-            rows[protocol] = measure(make(server, clip), args.requests, args.clients)
+        for name, times in latencies.items():
+            rows[name] = {"latency_p50_s": round(statistics.median(times), 3),
+                          "latency_p90_s": percentile(times, 0.9),
+                          "sequential_per_minute": round(60 * len(times) / sum(times), 1),
+                          "text": texts[name]}  # fmt: skip
+        for name in ("wyoming", "http"):
+            print(f"{bundle.name}: {name}, {args.clients} clients ...", file=sys.stderr, flush=True)
+            started = time.perf_counter()
+            with ThreadPoolExecutor(args.clients) as pool:
+                list(pool.map(lambda _, call=calls[name]: call(), range(args.requests)))
+            rows[name]["loaded_per_minute"] = round(
+                60 * args.requests / (time.perf_counter() - started), 1
+            )
         busy = server.rss_mb()
     finally:
         status = server.stop()
@@ -100,18 +116,20 @@ def report(results: list[dict], args: argparse.Namespace, seconds: float) -> str
         f"another, then {args.requests} from {args.clients} clients at once; "
         f"{args.threads} onnxruntime threads.",
         "",
-        "| bundle | protocol | latency p50 / p90 (s) | req/min, sequential | req/min, "
-        f"{args.clients} clients | RSS idle → after (MB) |",
-        "|---|---|---|---|---|---|",
+        "| bundle | protocol | latency p50 / p90 (s) | × in-process | req/min, sequential | "
+        f"req/min, {args.clients} clients | server RSS idle → after (MB) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for result in results:
-        for protocol in ("wyoming", "http"):
+        local = result["in-process"]["latency_p50_s"]
+        for protocol in ("in-process", "wyoming", "http"):
             row = result[protocol]
+            name = f"{result['model']} {result['precision']}" if protocol == "in-process" else ""
+            rss = f"{result['rss_idle_mb']} → {result['rss_after_mb']}" if not name else ""
             lines.append(
-                f"| {result['model']} {result['precision']} | {protocol} | "
-                f"{row['latency_p50_s']} / {row['latency_p90_s']} | "
-                f"{row['sequential_per_minute']} | {row['loaded_per_minute']} | "
-                f"{result['rss_idle_mb']} → {result['rss_after_mb']} |"
+                f"| {name} | {protocol} | {row['latency_p50_s']} / {row['latency_p90_s']} | "
+                f"{row['latency_p50_s'] / local:.2f} | {row['sequential_per_minute']} | "
+                f"{row.get('loaded_per_minute', '')} | {rss} |"
             )
     return "\n".join(lines) + "\n"
 
