@@ -76,8 +76,9 @@ cp /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/host-ca.crt"
 
 # The working tree as it is (tracked and new files), the bundle and the clips.
 rm -rf "$ROOT/opt/src" "$ROOT/opt/bundle" && mkdir -p "$ROOT/opt/src"
-(cd "$REPO" && git ls-files -co --exclude-standard -z | xargs -0 tar -cf - 2>/dev/null) \
-    | tar -xf - -C "$ROOT/opt/src"
+(cd "$REPO" && git ls-files -co --exclude-standard -z \
+    | xargs -0 tar --ignore-failed-read -cf - 2> >(grep -v 'Cannot stat' >&2)) \
+    | tar -xf - -C "$ROOT/opt/src"  # (a file deleted but not yet committed is skipped)
 cp -r "$BUNDLE" "$ROOT/opt/bundle"
 
 # A command, not a function: `"${IN_ARM[@]}" ... &` must give the command's own pid (each exec
@@ -111,14 +112,16 @@ expect() {  # every clip's transcript must be what its file name says
 
 say "tinyaudio transcribe"
 started=$(seconds)
-output=$(in_arm sh -c 'cd /opt/src && tinyaudio transcribe /opt/bundle samples/demo/*.wav' 2>&1 | quiet)
+output=$(in_arm sh -c 'cd /opt/src && tinyaudio transcribe /opt/bundle samples/demo/*.wav' 2>&1 | quiet) \
+    || fail "tinyaudio transcribe failed: $output"
 echo "$output"
 echo "3 clips in $(elapsed "$started") s (model load included)"
 expect "$output"
 
 say "tinyaudio live --input (replayed as fast as it decodes)"
 started=$(seconds)
-output=$(in_arm sh -c 'cd /opt/src && tinyaudio live /opt/bundle --input samples/demo-conversation.wav --pace 0' 2>&1 | quiet)
+output=$(in_arm sh -c 'cd /opt/src && tinyaudio live /opt/bundle --input samples/demo-conversation.wav --pace 0' 2>&1 | quiet) \
+    || fail "tinyaudio live failed: $output"
 echo "$output"
 echo "done in $(elapsed "$started") s"
 [ "$(grep -c '^\[' <<<"$output")" -ge 3 ] || fail "live printed fewer than 3 finals"

@@ -11,7 +11,9 @@ Three stages, each resumable:
    (the demo recipe's lesson). Cheap: no LLM in the loop, and each step scores the batch's own
    tokens against a sample of the others (a full softmax over 16 k classes cost 4× the rest).
 3. ``lm``: the LLM's own next-token loss on the transcript, through the frozen LLM, with the CTC
-   loss kept at half weight: the LLM learns nothing, the projector learns what it reads.
+   loss kept at half weight: the projector learns what the LLM reads. With ``--lora R`` the LLM
+   adapts too, as upstream's stage 2 does: rank-R updates on its q/v projections, written as a
+   PEFT adapter beside the projector (the export merges it).
 
     python -m recipe.voice.train --work build/voice-recipe --out models/voice
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import itertools
 import json
 import shutil
@@ -35,7 +38,7 @@ from torch import nn
 from recipe.training import Batches, Schedule, log, train_stage
 from recipe.voice.data import Shards
 from tinyaudio.bench.wer import error_rates, read_transcripts
-from tinyaudio.export.factory import CheckpointRecipe, write_checkpoint
+from tinyaudio.export.factory import LORA_TARGETS, CheckpointRecipe, write_adapter, write_checkpoint
 from tinyaudio.export.loader import TinyAudioModel
 from tinyaudio.export.loader import load_model as load_tiny_audio
 from tinyaudio.export.packaged import SMOLLM2_135M, WHISPER_TINY_EN, packaged_directory
@@ -51,6 +54,7 @@ STAGES = {
     "ctc": Schedule(steps=3000, peak_lr=2e-3, batch_size=32),
     "lm": Schedule(steps=600, peak_lr=5e-4, batch_size=16),
 }
+LORA_ALPHA = 32  # upstream's default (with its rank 8: a scale of 4)
 NEGATIVES = 2048  # CTC classes sampled per step beside the batch's own tokens
 REAL_TRANSCRIPTS = Path(__file__).resolve().parents[2] / "tests/data/audio/transcripts.tsv"
 
@@ -69,8 +73,40 @@ def build_initial(work: Path) -> Path:
     return init
 
 
+class Lora(nn.Module):
+    """Rank-``rank`` updates on the frozen LLM's q/v projections, added by forward hooks: the
+    LLM's own modules stay untouched and only these matrices are trained and saved."""
+
+    def __init__(self, llm: nn.Module, rank: int, alpha: int) -> None:
+        super().__init__()
+        self.rank, self.alpha = rank, alpha
+        self.names: list[str] = []
+        self.a, self.b = nn.ParameterList(), nn.ParameterList()
+        for name, module in llm.named_modules():
+            if name.rsplit(".", 1)[-1] in LORA_TARGETS:
+                a = nn.Parameter(torch.empty(rank, module.in_features))
+                nn.init.kaiming_uniform_(a, a=5**0.5)  # PEFT's init: A random, B zero
+                b = nn.Parameter(torch.zeros(module.out_features, rank))
+                module.register_forward_hook(functools.partial(self._update, a, b))
+                self.names.append(name)
+                self.a.append(a)
+                self.b.append(b)
+
+    def _update(self, a, b, module, inputs, output):
+        x = inputs[0]
+        return output + (self.alpha / self.rank) * ((x @ a.T.to(x.dtype)) @ b.T.to(x.dtype))
+
+    def peft_tensors(self) -> dict[str, torch.Tensor]:
+        tensors = {}
+        for name, a, b in zip(self.names, self.a, self.b, strict=True):
+            tensors[f"base_model.model.{name}.lora_A.weight"] = a.detach().float().contiguous()
+            tensors[f"base_model.model.{name}.lora_B.weight"] = b.detach().float().contiguous()
+        return tensors
+
+
 class Trainee(nn.Module):
-    """What is trained: the projector, plus the CTC blank (dropped when the model is written)."""
+    """What is trained: the projector, plus the CTC blank (dropped when the model is written),
+    and the LoRA when there is one."""
 
     def __init__(self, model: TinyAudioModel) -> None:
         super().__init__()
@@ -83,6 +119,7 @@ class Trainee(nn.Module):
                 nn.init.ones_(module.weight)
         dim = model.llm_config.hidden_size
         self.blank = nn.Parameter(torch.randn(dim) * dim**-0.5)
+        self.lora: Lora | None = None  # added for the lm stage (recipe.train_all)
 
 
 def encode_split(model: TinyAudioModel, shards: Shards, path: Path) -> list[np.ndarray]:
@@ -176,8 +213,7 @@ class Recipe:
         logits = self.llm.lm_head(hidden[scored]).float()
         return F.cross_entropy(logits, target[scored])
 
-    def train_all(self, autocast: bool) -> None:
-        params = list(self.trainee.parameters())
+    def train_all(self, autocast: bool, lora_rank: int) -> None:
 
         def ctc(rows: np.ndarray) -> torch.Tensor:
             return self.ctc_loss(rows, *self.projected(rows))
@@ -188,6 +224,9 @@ class Recipe:
             return self.lm_loss(rows, audio) + 0.5 * self.ctc_loss(rows, projected, counts)
 
         for index, (name, loss) in enumerate((("ctc", ctc), ("lm", lm))):
+            if name == "lm" and lora_rank:  # not in the ctc stage, which has no LLM in its loss
+                self.trainee.lora = Lora(self.llm, lora_rank, LORA_ALPHA)
+            params = list(self.trainee.parameters())
             batches = Batches(self.lengths, STAGES[name].batch_size, SEED + index)
             if train_stage(self.trainee, self.work / name, params, loss, batches, STAGES[name],
                            autocast=autocast):  # fmt: skip
@@ -229,6 +268,12 @@ def write_trained(init: Path, trainee: Trainee, out: Path) -> None:
         for k, v in trainee.projector.module.state_dict().items()
     }
     save_file(projector, str(tmp / "model.safetensors"))
+    if trainee.lora is not None:
+        lora = trainee.lora
+        write_adapter(lora.peft_tensors(), lora.rank, lora.alpha, tmp)
+        config = json.loads((tmp / "config.json").read_text())
+        config |= {"use_lora": True, "lora_rank": lora.rank, "lora_alpha": lora.alpha}
+        (tmp / "config.json").write_text(json.dumps(config, indent=2))
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
@@ -243,14 +288,23 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (fast on CPUs with "
                         "AVX512-BF16 or AMX; slower than FP32 without)")  # fmt: skip
+    lora = "adapt the LLM's q/v with a rank-RANK LoRA in the lm stage"
+    parser.add_argument("--lora", type=int, default=0, metavar="RANK", help=lora)
+    parser.add_argument("--lm-steps", type=int, help="the lm stage's steps (default 600)")
     parser.add_argument("--scale", type=float, default=1.0,
                         help="multiply every stage's steps (0.01: a wiring check)")  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.lm_steps:
+        STAGES["lm"] = dataclasses.replace(STAGES["lm"], steps=args.lm_steps)
     for name, schedule in STAGES.items():
         steps = max(1, round(schedule.steps * args.scale))
         STAGES[name] = dataclasses.replace(schedule, steps=steps)
     stages = args.work if args.scale == 1 else args.work / f"scale-{args.scale}"
+    if args.lora:  # its own lm stage; the ctc stage (no LLM in it) is shared
+        stages = stages / f"lora-{args.lora}"
+        if not (stages / "ctc").exists() and (stages.parent / "ctc" / "done").exists():
+            shutil.copytree(stages.parent / "ctc", stages / "ctc")
     out = args.out or (Path("models/voice") if args.scale == 1 else Path("build/voice-check"))
     torch.manual_seed(SEED)
     started = time.time()
@@ -259,7 +313,8 @@ def main() -> None:
     train = Shards.load(args.work / "data" / "train")
     states = encode_split(model, train, args.work / "encoded-train.npz")
     trainee = Trainee(model)
-    Recipe(stages, args.work / "data", model, trainee, train, states).train_all(args.bf16)
+    recipe = Recipe(stages, args.work / "data", model, trainee, train, states)
+    recipe.train_all(args.bf16, args.lora)
     write_trained(init, trainee, out)
     summary = {"seconds": round(time.time() - started), "stages": {
         k: dataclasses.asdict(v) for k, v in STAGES.items()}}  # fmt: skip

@@ -314,19 +314,27 @@ def write_checkpoint(
     return directory
 
 
+LORA_TARGETS = ("q_proj", "v_proj")  # upstream's stage 2 adapts these
+
+
 def _write_lora(lora: tuple[int, int], base, directory: Path) -> None:
     """A PEFT adapter in PEFT's own file format, with non-zero B so the merge matters."""
     rank, alpha = lora
-    targets = ["q_proj", "v_proj"]
     tensors = {}
     for name, module in base.named_modules():
-        if name.rsplit(".", 1)[-1] in targets:
+        if name.rsplit(".", 1)[-1] in LORA_TARGETS:
             tensors[f"base_model.model.{name}.lora_A.weight"] = (
                 torch.randn(rank, module.in_features) / module.in_features**0.5
             )
             tensors[f"base_model.model.{name}.lora_B.weight"] = 0.05 * torch.randn(
                 module.out_features, rank
             )
+    write_adapter(tensors, rank, alpha, directory)
+
+
+def write_adapter(tensors: dict[str, torch.Tensor], rank: int, alpha: int, directory: Path) -> None:
+    """LoRA tensors (PEFT names) → adapter_model.safetensors + adapter_config.json, as PEFT's
+    save_pretrained writes them; config.json must say use_lora for upstream to attach them."""
     save_file(tensors, str(directory / "adapter_model.safetensors"))
     config = {
         "peft_type": "LORA",
@@ -335,7 +343,7 @@ def _write_lora(lora: tuple[int, int], base, directory: Path) -> None:
         "r": rank,
         "lora_alpha": alpha,
         "lora_dropout": 0.0,
-        "target_modules": targets,
+        "target_modules": list(LORA_TARGETS),
         "bias": "none",
         "fan_in_fan_out": False,
         "inference_mode": True,

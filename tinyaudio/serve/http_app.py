@@ -10,18 +10,21 @@ error shape with a 4xx/5xx status, so the SDKs raise their usual exceptions.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import json
+import logging
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -33,9 +36,15 @@ from tinyaudio.runtime.transcribe import Transcription
 from tinyaudio.serve.worker import BusyError, ModelWorker, RequestTimeoutError
 from tinyaudio.serve.wyoming_handler import ModelInfo
 
+log = logging.getLogger("tinyaudio")
 FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
-STATUS = {400: "invalid_request_error", 401: "invalid_request_error", 404: "not_found_error",
-          413: "invalid_request_error", 503: "server_error", 504: "server_error"}  # fmt: skip
+DISCONNECT_POLL = 0.25  # seconds between checks that the client is still there
+STATUS = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    404: "not_found_error",
+    413: "invalid_request_error",
+}  # fmt: skip (5xx: server_error)
 
 
 def error(status: int, message: str, code: str | None = None) -> JSONResponse:
@@ -84,6 +93,12 @@ def create_app(
         return JSONResponse({"status": "ok", "model": model.name, "pending": worker.pending})
 
     async def transcriptions(request: Request) -> Response:
+        try:
+            return await transcribe_upload(request)
+        except ClientDisconnect:  # gone during the upload or the decode: nobody to answer
+            return Response(status_code=499)
+
+    async def transcribe_upload(request: Request) -> Response:
         if api_key is not None and not _authorized(request, api_key):
             return error(401, "incorrect or missing API key", "invalid_api_key")
         form = await request.form(max_files=1, max_fields=16)
@@ -105,12 +120,18 @@ def create_app(
             try:
                 with path.open("wb") as saved:
                     await run_in_threadpool(shutil.copyfileobj, upload.file, saved)
-                probe_audio(path)
+                info = probe_audio(path)
+                if info.frames > model.max_seconds * info.samplerate:
+                    seconds = info.frames / info.samplerate
+                    raise TinyAudioError(
+                        f"the audio is {seconds:.0f} s long; this server takes at most "
+                        f"{model.max_seconds:g} s (--max-seconds)"
+                    )
                 if stream:
                     worker.check_capacity()
                     streaming = True  # the stream removes the folder when it ends
-                    return _event_stream(worker, folder, path, prompt)
-                result = await worker.transcribe(path, prompt=prompt)
+                    return EventStream(worker, folder, path, prompt)
+                result = await _while_connected(request, worker.transcribe(path, prompt=prompt))
             except TinyAudioError as exc:
                 return _failure(exc, str(path), upload.filename or "the upload")
             finally:
@@ -120,15 +141,18 @@ def create_app(
             await form.close()
         return _render(result, response_format)
 
-    async def not_found(request: Request, exc: HTTPException) -> Response:
+    async def http_error(request: Request, exc: HTTPException) -> Response:
         return error(exc.status_code, str(exc.detail))
+
+    async def internal(request: Request, exc: Exception) -> Response:  # uvicorn logs it too
+        return error(500, f"internal error: {type(exc).__name__}: {exc}", "internal_error")
 
     app = Starlette(
         routes=[
             Route("/health", health, methods=["GET"]),
             Route("/v1/audio/transcriptions", transcriptions, methods=["POST"]),
         ],
-        exception_handlers={HTTPException: not_found},
+        exception_handlers={HTTPException: http_error, Exception: internal},
     )
     return UploadLimit(app, max_upload)
 
@@ -175,23 +199,49 @@ def _render(result: Transcription, response_format: str) -> Response:
     return JSONResponse(body)
 
 
-def _event_stream(
-    worker: ModelWorker, folder: Path, path: Path, prompt: str | None
-) -> StreamingResponse:
-    """Server-sent events as OpenAI sends them; an error after the first byte (the status is
-    sent by then) is an event carrying OpenAI's error body."""
+async def _while_connected(request: Request, work: Awaitable[Transcription]) -> Transcription:
+    """``work``, cancelled if the client hangs up meanwhile (the model moves on to the next
+    request instead of decoding for nobody)."""
+    job = asyncio.ensure_future(work)
+    try:
+        while not (await asyncio.wait({job}, timeout=DISCONNECT_POLL))[0]:
+            if await request.is_disconnected():
+                raise ClientDisconnect
+        return job.result()
+    finally:
+        job.cancel()
 
-    async def events() -> AsyncIterator[str]:
+
+class EventStream(StreamingResponse):
+    """Server-sent events as OpenAI sends them; an error after the first byte (the status is
+    sent by then) is an event carrying OpenAI's error body. However the response ends, a client
+    gone included, the decode is stopped and the upload removed."""
+
+    def __init__(self, worker: ModelWorker, folder: Path, path: Path, prompt: str | None):
+        self.folder = folder
+        self.events = self._events(worker, path, prompt)
+        super().__init__(self.events, media_type="text/event-stream")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            async for item in worker.stream(path, prompt=prompt):
-                if isinstance(item, str):
-                    event = {"type": "transcript.text.delta", "delta": item}
-                else:
-                    event = {"type": "transcript.text.done", "text": item.text}
-                yield f"data: {json.dumps(event)}\n\n"
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.events.aclose()
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+    @staticmethod
+    async def _events(worker: ModelWorker, path: Path, prompt: str | None) -> AsyncIterator[str]:
+        try:
+            async with contextlib.aclosing(worker.stream(path, prompt=prompt)) as items:
+                async for item in items:
+                    if isinstance(item, str):
+                        event = {"type": "transcript.text.delta", "delta": item}
+                    else:
+                        event = {"type": "transcript.text.done", "text": item.text}
+                    yield f"data: {json.dumps(event)}\n\n"
         except TinyAudioError as exc:
             yield f"data: {_failure(exc, str(path), 'the upload').body.decode()}\n\n"
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-
-    return StreamingResponse(events(), media_type="text/event-stream")
+        except Exception as exc:  # the status is sent: the error can only be an event
+            log.exception("streamed request failed")
+            body = error(500, f"internal error: {type(exc).__name__}: {exc}", "internal_error")
+            yield f"data: {body.body.decode()}\n\n"

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
+import logging
 import os
 import signal
 import socket
@@ -26,6 +28,7 @@ from tinyaudio.serve.http_app import create_app
 from tinyaudio.serve.worker import ModelWorker
 from tinyaudio.serve.wyoming_handler import ModelInfo, WyomingHandler
 
+log = logging.getLogger("tinyaudio")
 WYOMING_PORT = 10300  # wyoming-faster-whisper's port: Home Assistant suggests it
 HTTP_PORT = 8000
 
@@ -91,6 +94,13 @@ async def serve(
 ) -> None:
     wyoming_sock = listen(*wyoming) if wyoming else None
     http_sock = listen(*http) if http else None  # both bound before either serves
+    if (
+        http
+        and api_key is None
+        and not ipaddress.ip_address(http_sock.getsockname()[0]).is_loopback
+    ):
+        log.warning("HTTP on %s:%d takes requests from anyone who can reach it: "
+                    "set --api-key or TINYAUDIO_API_KEY", *http)  # fmt: skip
     handlers: set[WyomingHandler] = set()
     tasks = []
     wyoming_server = None
@@ -130,7 +140,10 @@ async def serve(
         wyoming_server.close()
     if http_server is not None:
         http_server.should_exit = True
-    while worker.pending:
+    # Requests in line, and Wyoming streams still arriving (a voice command mid-sentence),
+    # get their answers; none can take longer than its audio plus the request timeout.
+    deadline = loop.time() + model.max_seconds + limits.timeout
+    while (worker.pending or any(h.busy for h in handlers)) and loop.time() < deadline:
         await asyncio.sleep(0.05)
     for handler in list(handlers):
         await handler.stop()

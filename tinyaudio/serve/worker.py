@@ -70,14 +70,18 @@ class ModelWorker:
                 audio, sample_rate, prompt, on_token=check, on_text=on_text
             )
 
-        self.pending += 1
+        loop = asyncio.get_running_loop()
+        job = self._executor.submit(run)
+        self.pending += 1  # until the model thread is done with it, even if its client left
+        job.add_done_callback(lambda _: loop.call_soon_threadsafe(self._finished))
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+            return await asyncio.wrap_future(job)
         except BaseException:
             abandoned.set()  # cancelled (client gone) or failed: never decode on for nobody
             raise
-        finally:
-            self.pending -= 1
+
+    def _finished(self) -> None:
+        self.pending -= 1
 
     async def stream(
         self, audio: np.ndarray | Path, sample_rate: int | None = None, prompt: str | None = None
@@ -90,6 +94,7 @@ class ModelWorker:
             loop.call_soon_threadsafe(pieces.put_nowait, piece)
 
         job = asyncio.ensure_future(self.transcribe(audio, sample_rate, prompt, on_text))
+        getter: asyncio.Future | None = None
         try:
             while not job.done() or not pieces.empty():
                 getter = asyncio.ensure_future(pieces.get())
@@ -99,8 +104,10 @@ class ModelWorker:
                 else:
                     getter.cancel()
             yield job.result()
-        finally:
-            job.cancel()  # the consumer stopped early: the model thread stops at its next token
+        finally:  # the consumer stopped early: the model thread stops at its next token
+            job.cancel()
+            if getter is not None:
+                getter.cancel()
 
     def close(self) -> None:
         """Wait for the running request, drop the rest."""

@@ -11,6 +11,7 @@ with an `error` event and the connection stays usable.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -29,6 +30,7 @@ from tinyaudio.runtime.lengths import SAMPLE_RATE
 from tinyaudio.serve.worker import ModelWorker, RequestTimeoutError
 
 log = logging.getLogger("tinyaudio")
+CLIENT_POLL = 0.25  # seconds between checks that a client is still there while it waits
 SAMPLE_TYPES = {2: np.int16, 4: np.int32}  # little-endian signed PCM; 1 byte is unsigned
 ATTRIBUTION = Attribution(name="tinyaudio", url="https://github.com/alexkroman/tiny-audio")
 
@@ -113,46 +115,71 @@ class WyomingHandler(AsyncEventHandler):
         self.worker = worker
         self.model = model
         self.stream: PcmStream | None = None
+        self.failed = False  # the current stream failed: its remaining events are dropped
+        self.busy = False  # from audio-start to the reply's end: a drain waits for it
 
     async def handle_event(self, event: Event) -> bool:
         try:
             await self._handle(event)
         except TinyAudioError as exc:
-            self.stream = None
-            await self.write_event(Error(text=str(exc), code=_code(exc)).event())
+            await self._fail(event, str(exc), _code(exc))
         except (KeyError, TypeError) as exc:  # a field missing or of the wrong type
-            self.stream = None
             message = f"malformed {event.type} event ({type(exc).__name__}: {exc})"
-            await self.write_event(Error(text=message, code="malformed").event())
+            await self._fail(event, message, "malformed")
         return True
+
+    async def _fail(self, event: Event, message: str, code: str) -> None:
+        """One error event; the rest of a failed stream is dropped quietly until its
+        audio-stop or the next request (no error per chunk)."""
+        self.failed = AudioStart.is_type(event.type) or AudioChunk.is_type(event.type)
+        self.stream, self.busy = None, False
+        await self.write_event(Error(text=message, code=code).event())
 
     async def _handle(self, event: Event) -> None:
         if Describe.is_type(event.type):
             await self.write_event(describe(self.model).event())
         elif Transcribe.is_type(event.type):
-            self.stream = None  # a new request: whatever came before is dropped
+            self.stream, self.failed = None, False  # a new request: what came before is dropped
         elif AudioStart.is_type(event.type):
             start = AudioStart.from_event(event)
+            self.failed, self.busy = False, True
             self.stream = PcmStream(start.rate, start.width, start.channels, self.model.max_seconds)
         elif AudioChunk.is_type(event.type):
-            if self.stream is None:
+            if self.stream is not None:
+                self.stream.add(AudioChunk.from_event(event))
+            elif not self.failed:
                 raise TinyAudioError("audio-chunk before audio-start")
-            self.stream.add(AudioChunk.from_event(event))
         elif AudioStop.is_type(event.type):
-            if self.stream is None:
+            if self.stream is not None:
+                audio, self.stream = self.stream.finish(), None
+                await self._transcribe(audio)
+            elif not self.failed:
                 raise TinyAudioError("audio-stop before audio-start")
-            audio, self.stream = self.stream.finish(), None
-            await self._transcribe(audio)
+            self.failed = self.busy = False
 
     async def _transcribe(self, audio: np.ndarray) -> None:
+        self.worker.check_capacity()  # "busy" before transcript-start, not in the middle
         language = self.model.languages[0]
         await self.write_event(TranscriptStart(language=language).event())
-        async for item in self.worker.stream(audio, SAMPLE_RATE):
-            if isinstance(item, str):
-                await self.write_event(TranscriptChunk(text=item).event())
-            else:
-                await self.write_event(Transcript(text=item.text, language=language).event())
+        watcher = asyncio.ensure_future(self._cancel_if_client_leaves(asyncio.current_task()))
+        try:
+            async with contextlib.aclosing(self.worker.stream(audio, SAMPLE_RATE)) as items:
+                async for item in items:
+                    if isinstance(item, str):
+                        await self.write_event(TranscriptChunk(text=item).event())
+                    else:
+                        transcript = Transcript(text=item.text, language=language)
+                        await self.write_event(transcript.event())
+        finally:
+            watcher.cancel()
         await self.write_event(TranscriptStop().event())
+
+    async def _cancel_if_client_leaves(self, task: asyncio.Task) -> None:
+        """Nothing is read while a request decodes: watch for the client's hang-up, so the
+        model stops decoding for nobody (cancelling ``task`` ends this connection)."""
+        while not self.reader.at_eof():
+            await asyncio.sleep(CLIENT_POLL)
+        task.cancel()
 
     async def run(self) -> None:
         """As the base class, but a client that breaks the framing or vanishes mid-reply only
