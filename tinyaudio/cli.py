@@ -34,48 +34,73 @@ def _models(args: argparse.Namespace) -> None:
 
 
 def _transcribe(args: argparse.Namespace) -> int:
-    """Every file is tried: one that fails is reported in one line and the rest go on."""
+    """Every file is tried: one that fails is reported in one line and the rest go on. With
+    --output-format / --output-dir each input gets its files, and inputs whose outputs exist are
+    skipped (resume) unless --overwrite."""
+    from tinyaudio.batch import (
+        ModelOptions,
+        expand_inputs,
+        progress_bar,
+        threads_per_job,
+        transcribe_many,
+    )
     from tinyaudio.runtime.audio import probe_audio
-    from tinyaudio.runtime.transcribe import Transcriber
+    from tinyaudio.runtime.outputs import FORMATS, output_paths, record, write_outputs
 
-    failed = []
+    if args.jobs < 1:
+        raise TinyAudioError(f"--jobs must be at least 1, got {args.jobs}")
+    writing = args.output_format is not None or args.output_dir is not None
+    formats = FORMATS if args.output_format in (None, "all") else (args.output_format,)
+    folder = args.output_dir or Path()
+    failed: list[Path] = []
+    paths = expand_inputs(args.files)
 
-    def report(path: str, exc: TinyAudioError) -> None:
+    def report(path: Path, exc: TinyAudioError, write=print) -> None:
         failed.append(path)
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        if args.json:
-            print(json.dumps({"file": path, "error": str(exc)}), flush=True)
+        write(f"error: {exc}", file=sys.stderr)
+        if args.json and not writing:
+            write(json.dumps({"file": str(path), "error": str(exc)}))
 
-    readable = []
-    for path in args.files:  # unreadable files are reported before the model loads
+    todo, seconds, skipped, claimed = [], 0.0, 0, {}
+    for path in paths:  # unreadable files are reported before the model loads
         try:
-            probe_audio(path)
-            readable.append(path)
-        except TinyAudioError as exc:
-            report(path, exc)
-    if readable:
-        transcriber = Transcriber.from_bundle(
-            args.bundle, args.threads, args.provider, args.exact, not args.no_speech_gate
-        )
-        transcriber.prompt_ids(args.prompt)  # a bad prompt is one error, not one per file
-    for path in readable:
-        try:
-            result = transcriber.transcribe(path, prompt=args.prompt)
+            info = probe_audio(path)
+            targets = output_paths(path, folder, formats).values() if writing else []
+            for target in targets:
+                if target in claimed:
+                    clash = f"{path} and {claimed[target]} would both write {target}"
+                    raise TinyAudioError(f"{clash}: rename one or transcribe them apart")
+                claimed[target] = path
         except TinyAudioError as exc:
             report(path, exc)
             continue
-        if args.json:
-            record = {
-                "file": path,
-                "text": result.text,
-                "segments": [vars(segment) for segment in result.segments],
-                "timings": result.timings,
-            }
-            print(json.dumps(record), flush=True)
-        else:
-            print(f"{path}: {result.text}", flush=True)
-    if failed and len(args.files) > 1:
-        print(f"error: {len(failed)} of {len(args.files)} files failed", file=sys.stderr)
+        if any(t.exists() for t in targets) and not args.overwrite:
+            skipped += 1
+            continue
+        todo.append(path)
+        seconds += info.frames / info.samplerate
+    if todo:
+        if writing:
+            folder.mkdir(parents=True, exist_ok=True)
+        jobs = min(args.jobs, len(todo))
+        options = ModelOptions(args.bundle, threads_per_job(args.threads, jobs), args.provider,
+                               args.exact, not args.no_speech_gate, args.prompt)  # fmt: skip
+        with progress_bar(seconds) as bar:
+            for path, outcome in transcribe_many(options, todo, jobs, bar.update):
+                if isinstance(outcome, TinyAudioError):
+                    report(path, outcome, bar.write)
+                elif writing:
+                    write_outputs(outcome, path, output_paths(path, folder, formats))
+                elif args.json:
+                    bar.write(json.dumps(record(outcome, str(path))), file=sys.stdout)
+                else:
+                    bar.write(f"{path}: {outcome.text}", file=sys.stdout)
+                sys.stdout.flush()
+    if skipped:
+        print(f"skipped {skipped} of {len(paths)} files: their outputs exist in {folder} "
+              "(--overwrite to redo them)", file=sys.stderr)  # fmt: skip
+    if failed and len(paths) > 1:
+        print(f"error: {len(failed)} of {len(paths)} files failed", file=sys.stderr)
     return 2 if failed else 0
 
 
@@ -210,8 +235,19 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     transcribe = sub.add_parser("transcribe", help="transcribe audio files with a bundle")
     transcribe.add_argument("bundle", type=Path, help="bundle directory (from tinyaudio-export)")
-    transcribe.add_argument("files", nargs="+", metavar="FILE", help="audio files, any format")
+    files = "audio files (any format) or folders of them"
+    transcribe.add_argument("files", nargs="+", metavar="FILE_OR_DIR", help=files)
     transcribe.add_argument("--json", action="store_true", help="one JSON object per file")
+    formats = "write each input's transcript as FORMAT files (all: every one; default with "
+    formats += "--output-dir) instead of printing"
+    transcribe.add_argument("--output-format", choices=["txt", "json", "srt", "vtt", "tsv", "all"],
+                            metavar="FORMAT", help=formats)  # fmt: skip
+    out = "folder for the output files (default: the current one)"
+    transcribe.add_argument("--output-dir", type=Path, metavar="DIR", help=out)
+    overwrite = "redo inputs whose output files exist (default: skip them, to resume)"
+    transcribe.add_argument("--overwrite", action="store_true", help=overwrite)
+    jobs = "worker processes, each with its own model (threads shared out)"
+    transcribe.add_argument("--jobs", type=int, default=1, metavar="N", help=jobs)
     transcribe.add_argument("--prompt", help="replace the instruction (e.g. captioning, QA)")
     transcribe.add_argument("--threads", type=int, help="onnxruntime threads (default: ≤ 4)")
     transcribe.add_argument("--provider", help="execution provider: cpu, cuda, tensorrt, ...")

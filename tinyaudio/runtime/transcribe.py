@@ -142,12 +142,14 @@ class Transcriber:
         prompt: str | None = None,
         on_token: Callable[[int], None] | None = None,
         on_text: Callable[[str], None] | None = None,
+        on_window: Callable[[float], None] | None = None,
     ) -> Transcription:
         """Transcribe a file or an array (any rate, any channels) into text with segment times.
 
         ``on_token`` gets each token id as it is produced; ``on_text`` the text it adds (whole
-        characters, windows joined by a space), for servers that stream while they decode. An
-        exception raised by either stops the transcription."""
+        characters, windows joined by a space), for servers that stream while they decode;
+        ``on_window`` each finished window's seconds of audio (progress bars). An exception
+        raised by any of them stops the transcription."""
         timings: dict[str, float] = {}
         segments = []
         ids_around = self.prompt_ids(prompt)  # once per call; a bad prompt fails before any audio
@@ -166,6 +168,8 @@ class Transcriber:
             text = finish_transcript(self.tokenizer.decode(self._text_ids(ids)))
             end = start + len(window)
             segments.append(Segment(start / SAMPLE_RATE, end / SAMPLE_RATE, text, ids))
+            if on_window is not None:
+                on_window(len(window) / SAMPLE_RATE)
         timings["audio_seconds"] = segments[-1].end
         text = " ".join(s.text for s in segments if s.text)
         return Transcription(text, segments, {k: round(v, 4) for k, v in timings.items()})
