@@ -110,20 +110,20 @@ expect() {  # every clip's transcript must be what its file name says
     done
 }
 
-say "tinyaudio transcribe"
-started=$(seconds)
-output=$(in_arm sh -c 'cd /opt/src && tinyaudio transcribe /opt/bundle samples/demo/*.wav' 2>&1 | quiet) \
-    || fail "tinyaudio transcribe failed: $output"
-echo "$output"
-echo "3 clips in $(elapsed "$started") s (model load included)"
+step() {  # step NAME COMMAND: run it in /opt/src, show its output and time; stop if it fails
+    local name=$1 started
+    say "$name"
+    started=$(seconds)
+    output=$(in_arm sh -c "cd /opt/src && $2" 2>&1 | quiet) || fail "$name failed: $output"
+    echo "$output"
+    echo "done in $(elapsed "$started") s (model load included)"
+}
+
+step "tinyaudio transcribe" "tinyaudio transcribe /opt/bundle samples/demo/*.wav"
 expect "$output"
 
-say "tinyaudio live --input (replayed as fast as it decodes)"
-started=$(seconds)
-output=$(in_arm sh -c 'cd /opt/src && tinyaudio live /opt/bundle --input samples/demo-conversation.wav --pace 0' 2>&1 | quiet) \
-    || fail "tinyaudio live failed: $output"
-echo "$output"
-echo "done in $(elapsed "$started") s"
+step "tinyaudio live --input (replayed as fast as it decodes)" \
+    "tinyaudio live /opt/bundle --input samples/demo-conversation.wav --pace 0"
 [ "$(grep -c '^\[' <<<"$output")" -ge 3 ] || fail "live printed fewer than 3 finals"
 
 say "tinyaudio serve, one OpenAI-style request"

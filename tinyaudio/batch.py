@@ -86,13 +86,13 @@ def _load_worker(options: ModelOptions) -> None:
         _load_error = str(exc)
 
 
-def _transcribe_in_worker(path: Path, prompt: str | None) -> Transcription | str:
+def _transcribe_in_worker(path: Path, prompt: str | None) -> Transcription | TinyAudioError:
     if _load_error is not None:
         raise ModelLoadError(_load_error)
     try:
         return _transcriber.transcribe(path, prompt=prompt)
     except TinyAudioError as exc:  # an error is a result: the pool and the other files go on
-        return str(exc)
+        return exc
 
 
 def transcribe_many(
@@ -120,14 +120,11 @@ def transcribe_many(
             try:
                 outcome = future.result()
             except BrokenProcessPool:
-                outcome = "a worker process died (out of memory?) before this file finished"
-            if isinstance(outcome, str):
-                yield path, TinyAudioError(f"{path}: {outcome}" if str(path) not in outcome
-                                           else outcome)  # fmt: skip
-            else:
-                if on_audio is not None:
-                    on_audio(outcome.timings["audio_seconds"])
-                yield path, outcome
+                died = "a worker process died (out of memory?) before this file finished"
+                outcome = TinyAudioError(f"{path}: {died}")
+            if on_audio is not None and isinstance(outcome, Transcription):
+                on_audio(outcome.timings["audio_seconds"])
+            yield path, outcome
 
 
 def progress_bar(total_seconds: float):

@@ -171,8 +171,7 @@ def _serve(args: argparse.Namespace) -> None:
 
     try:
         from tinyaudio.serve import server
-        from tinyaudio.serve.worker import ModelWorker
-        from tinyaudio.serve.wyoming_handler import ModelInfo
+        from tinyaudio.serve.worker import ModelInfo, ModelWorker
     except ImportError as exc:
         raise missing_extra(exc, "tinyaudio serve", "serve") from None
     from tinyaudio.runtime.transcribe import Transcriber

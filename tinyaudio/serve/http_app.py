@@ -33,8 +33,7 @@ from tinyaudio.errors import TinyAudioError
 from tinyaudio.runtime.audio import probe_audio
 from tinyaudio.runtime.subtitles import srt, vtt
 from tinyaudio.runtime.transcribe import Transcription
-from tinyaudio.serve.worker import BusyError, ModelWorker, RequestTimeoutError
-from tinyaudio.serve.wyoming_handler import ModelInfo
+from tinyaudio.serve.worker import BusyError, ModelInfo, ModelWorker, RequestTimeoutError
 
 log = logging.getLogger("tinyaudio")
 FORMATS = ("json", "text", "srt", "vtt", "verbose_json")

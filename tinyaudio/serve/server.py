@@ -25,8 +25,8 @@ import uvicorn
 
 from tinyaudio.errors import TinyAudioError
 from tinyaudio.serve.http_app import create_app
-from tinyaudio.serve.worker import ModelWorker
-from tinyaudio.serve.wyoming_handler import ModelInfo, WyomingHandler
+from tinyaudio.serve.worker import ModelInfo, ModelWorker
+from tinyaudio.serve.wyoming_handler import WyomingHandler
 
 log = logging.getLogger("tinyaudio")
 WYOMING_PORT = 10300  # wyoming-faster-whisper's port: Home Assistant suggests it

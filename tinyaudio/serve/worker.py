@@ -14,12 +14,21 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from tinyaudio.errors import TinyAudioError
 from tinyaudio.runtime.transcribe import Transcriber, Transcription
+
+
+@dataclass
+class ModelInfo:
+    name: str  # what clients see and may ask for
+    description: str
+    languages: list[str]
+    max_seconds: float  # the longest stream one request may send
 
 
 class BusyError(TinyAudioError):

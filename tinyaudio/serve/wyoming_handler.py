@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
 
 import numpy as np
 from wyoming.asr import Transcribe, Transcript, TranscriptChunk, TranscriptStart, TranscriptStop
@@ -27,20 +26,12 @@ from tinyaudio import __version__
 from tinyaudio.errors import TinyAudioError
 from tinyaudio.runtime.audio import Converter
 from tinyaudio.runtime.lengths import SAMPLE_RATE
-from tinyaudio.serve.worker import ModelWorker, RequestTimeoutError
+from tinyaudio.serve.worker import ModelInfo, ModelWorker, RequestTimeoutError
 
 log = logging.getLogger("tinyaudio")
 CLIENT_POLL = 0.25  # seconds between checks that a client is still there while it waits
 SAMPLE_TYPES = {2: np.int16, 4: np.int32}  # little-endian signed PCM; 1 byte is unsigned
 ATTRIBUTION = Attribution(name="tinyaudio", url="https://github.com/alexkroman/tiny-audio")
-
-
-@dataclass
-class ModelInfo:
-    name: str  # what clients see and may ask for
-    description: str
-    languages: list[str]
-    max_seconds: float  # the longest stream one request may send
 
 
 class PcmStream:
