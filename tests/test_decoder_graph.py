@@ -4,6 +4,8 @@ builder cannot write is refused in one line."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -14,6 +16,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config, Qwen3Co
 from tinyaudio.errors import TinyAudioError
 from tinyaudio.export.decoder_graph import export_decoder, head_dim
 from tinyaudio.onnx_files import ALIGNMENT, INLINE_BYTES
+from tinyaudio.runtime.alignment import AttentionRecorder
 from tinyaudio.runtime.decoder import Decoder
 
 SIZES = dict(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
@@ -83,7 +86,7 @@ def test_shared_buffer_equals_a_plain_past_present_loop(tmp_path):
             "inputs_embeds": chunk, **past, "seqlens_k": np.array([total - 1], np.int32),
             "total_sequence_length": np.array(total, np.int32)})  # fmt: skip
         np.testing.assert_allclose(shared, outputs[0], atol=1e-6)
-        past = dict(zip(decoder.past_names, outputs[1:], strict=True))
+        past = dict(zip(decoder.past_names, outputs[1 : 1 + len(past)], strict=True))
     for buffer, name in zip(cache.buffers, decoder.past_names, strict=True):
         np.testing.assert_allclose(buffer, past[name], atol=1e-6)
 
@@ -149,3 +152,31 @@ def test_device_resident_cache_gives_the_same_tokens(tmp_path):
     assert device_tokens == tokens
     np.testing.assert_allclose(np.concatenate(device_logits), np.concatenate(logits), atol=1e-6)
     assert on_device.new_cache(4).buffers[0].device_name() == "cpu"  # OrtValues, not numpy
+
+
+@pytest.mark.parametrize("family", ["qwen3", "llama (biases, llama3 rope)"])
+def test_alignment_queries_give_transformers_attention(family, tmp_path):
+    """The queries the graph exposes, scored against the cached keys, are each step's attention
+    weights as transformers computes them, for every layer and head (word timestamps rely on it)."""
+    model = random_model(FAMILIES[family]())
+    decoder = export(model, tmp_path)
+    config = model.config
+    heads = [(layer, head) for layer in range(config.num_hidden_layers)
+             for head in range(config.num_attention_heads)]  # fmt: skip
+    recorder = AttentionRecorder(heads, head_dim(config) ** -0.5)
+    embeds = torch.randn(1, 9, config.hidden_size)
+    cache = decoder.new_cache(14)
+    recorder.start(partial(decoder.keys, cache), 2, 5)  # "audio" rows at positions 2..6
+    decoder.forward(embeds.numpy(), cache)
+    recorder.step(decoder.queries, cache.length - 1)
+    expected = []
+    for _ in range(4):
+        with torch.no_grad():
+            attentions = model(inputs_embeds=embeds, output_attentions=True).attentions
+        expected.append([attentions[layer][0, head, -1, 2:7].numpy() for layer, head in heads])
+        row = torch.randn(1, 1, config.hidden_size)
+        embeds = torch.cat([embeds, row], dim=1)
+        decoder.forward(row.numpy(), cache)
+        recorder.step(decoder.queries, cache.length - 1)
+    got = recorder.attention()[:, :4]  # [heads, steps, rows]
+    np.testing.assert_allclose(got, np.array(expected).transpose(1, 0, 2), atol=2e-6, rtol=0)

@@ -38,13 +38,23 @@ class ModelOptions:
     exact: bool
     speech_gate: bool
     prompt: str | None
+    word_timestamps: bool = False
 
     def load(self) -> Transcriber:
         transcriber = Transcriber.from_bundle(
             self.bundle, self.threads, self.provider, self.exact, self.speech_gate
         )
         transcriber.prompt_ids(self.prompt)  # a bad prompt fails here, once
+        if self.word_timestamps:
+            transcriber.word_alignment()  # and so does a bundle without word alignment
         return transcriber
+
+    def transcribe(
+        self, transcriber: Transcriber, path: Path, on_window: Callable[[float], None] | None
+    ) -> Transcription:
+        return transcriber.transcribe(
+            path, prompt=self.prompt, on_window=on_window, word_timestamps=self.word_timestamps
+        )
 
 
 def expand_inputs(items: list[str]) -> list[Path]:
@@ -86,11 +96,11 @@ def _load_worker(options: ModelOptions) -> None:
         _load_error = str(exc)
 
 
-def _transcribe_in_worker(path: Path, prompt: str | None) -> Transcription | TinyAudioError:
+def _transcribe_in_worker(path: Path, options: ModelOptions) -> Transcription | TinyAudioError:
     if _load_error is not None:
         raise ModelLoadError(_load_error)
     try:
-        return _transcriber.transcribe(path, prompt=prompt)
+        return options.transcribe(_transcriber, path, None)
     except TinyAudioError as exc:  # an error is a result: the pool and the other files go on
         return exc
 
@@ -108,13 +118,13 @@ def transcribe_many(
         transcriber = options.load()
         for path in paths:
             try:
-                yield path, transcriber.transcribe(path, prompt=options.prompt, on_window=on_audio)
+                yield path, options.transcribe(transcriber, path, on_audio)
             except TinyAudioError as exc:
                 yield path, exc
         return
     spawn = get_context("spawn")
     with ProcessPoolExecutor(jobs, spawn, _load_worker, (options,)) as pool:
-        futures = {pool.submit(_transcribe_in_worker, p, options.prompt): p for p in paths}
+        futures = {pool.submit(_transcribe_in_worker, p, options): p for p in paths}
         for future in as_completed(futures):
             path = futures[future]
             try:

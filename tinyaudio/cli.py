@@ -83,16 +83,20 @@ def _transcribe(args: argparse.Namespace) -> int:
         if writing:
             folder.mkdir(parents=True, exist_ok=True)
         jobs = min(args.jobs, len(todo))
+        timed = args.word_timestamps or (writing and _cuts_cues(args.bundle, formats))
         options = ModelOptions(args.bundle, threads_per_job(args.threads, jobs), args.provider,
-                               args.exact, not args.no_speech_gate, args.prompt)  # fmt: skip
+                               args.exact, not args.no_speech_gate, args.prompt,
+                               timed)  # fmt: skip
         with progress_bar(seconds) as bar:
             for path, outcome in transcribe_many(options, todo, jobs, bar.update):
                 if isinstance(outcome, TinyAudioError):
                     report(path, outcome, bar.write)
                 elif writing:
-                    write_outputs(outcome, path, output_paths(path, folder, formats))
+                    targets = output_paths(path, folder, formats)
+                    write_outputs(outcome, path, targets, args.word_timestamps)
                 elif args.json:
-                    bar.write(json.dumps(record(outcome, str(path))), file=sys.stdout)
+                    line = json.dumps(record(outcome, str(path), args.word_timestamps))
+                    bar.write(line, file=sys.stdout)
                 else:
                     bar.write(f"{path}: {outcome.text}", file=sys.stdout)
                 sys.stdout.flush()
@@ -102,6 +106,18 @@ def _transcribe(args: argparse.Namespace) -> int:
     if failed and len(paths) > 1:
         print(f"error: {len(failed)} of {len(paths)} files failed", file=sys.stderr)
     return 2 if failed else 0
+
+
+def _cuts_cues(bundle: Path, formats: tuple[str, ...]) -> bool:
+    """Subtitle files are cut at pauses from word times whenever the bundle can give them."""
+    from tinyaudio.bundle import read_manifest
+
+    try:
+        return bool(set(formats) & {"srt", "vtt", "tsv"}) and bool(
+            read_manifest(bundle).get("alignment")
+        )
+    except TinyAudioError:
+        return False  # loading the bundle reports it
 
 
 def _clock(seconds: float) -> str:
@@ -247,6 +263,11 @@ def _parser() -> argparse.ArgumentParser:
     transcribe.add_argument("--overwrite", action="store_true", help=overwrite)
     jobs = "worker processes, each with its own model (threads shared out)"
     transcribe.add_argument("--jobs", type=int, default=1, metavar="N", help=jobs)
+    words = (
+        "word start/end/probability in JSON, per-word timing in vtt (from the decoder's "
+        "attention; subtitle cues are cut at pauses whenever the bundle supports it)"
+    )
+    transcribe.add_argument("--word-timestamps", action="store_true", help=words)
     transcribe.add_argument("--prompt", help="replace the instruction (e.g. captioning, QA)")
     transcribe.add_argument("--threads", type=int, help="onnxruntime threads (default: ≤ 4)")
     transcribe.add_argument("--provider", help="execution provider: cpu, cuda, tensorrt, ...")

@@ -6,7 +6,12 @@ Contract (bundle format 2):
   layer and per K/V, heads first;
 - ``seqlens_k`` [1] int32 (= total length − 1) and ``total_sequence_length`` [] int32;
 - → ``logits`` [1, vocab] for the last position only, and ``present_key.i`` / ``present_value.i``:
-  the same buffers, which the runtime binds to the same memory as ``past``.
+  the same buffers, which the runtime binds to the same memory as ``past``;
+- → ``alignment_query.i`` [1, heads, head_dim]: layer i's query of the last position, rotary
+  applied, for the layers whose attention over the audio rows times words (runtime/alignment.py).
+  Export writes one per layer, picks the heads, then keeps only their layers' (``keep_queries``):
+  a few hundred floats per token. With the cached keys they give that token's attention exactly,
+  so word timestamps need no second graph and no second pass.
 
 Why this shape: onnxruntime's ``GroupQueryAttention`` (com.microsoft) reads the cache where it
 lies and writes the new rows into it when past and present share one buffer, applies the rotary
@@ -81,8 +86,28 @@ def check_supported(config: PretrainedConfig) -> None:
         raise TinyAudioError(f"cannot export this decoder LLM: {'; '.join(problems)}")
 
 
+def _alignment_query(graph: GraphBuilder, query: str, index: int, heads: int, dim: int,
+                     rotary: list[str], half: int) -> None:  # fmt: skip
+    """``alignment_query.{index}``: the last position's query as GroupQueryAttention rotates it
+    (non-interleaved halves, at position ``seqlens_k``), so that q·k over the cache is the op's own
+    attention score."""
+    (last,) = graph.node("Gather", [query, graph.constant([-1])], axis=1)
+    (last,) = graph.node("Reshape", [last, graph.constant([1, heads, dim])])
+    cos, sin = (graph.node("Gather", [table, "seqlens_k"], axis=0)[0] for table in rotary)
+    parts = [half, half] + ([dim - 2 * half] if dim > 2 * half else [])
+    pieces = graph.node("Split", [last, graph.constant(parts)], len(parts), axis=-1)
+    first, second = pieces[:2]
+
+    def combine(op: str, a: str, b: str, c: str, d: str) -> str:  # a·c op b·d
+        return graph.node(op, [graph.node("Mul", [a, c])[0], graph.node("Mul", [b, d])[0]])[0]
+
+    rotated = [combine("Sub", first, second, cos, sin), combine("Add", second, first, cos, sin)]
+    graph.node("Concat", rotated + pieces[2:], [f"alignment_query.{index}"], axis=-1)
+
+
 def _layer(graph: GraphBuilder, layer: torch.nn.Module, index: int, inputs: tuple[str, str],
-           following: torch.nn.Module, rotary: list[str]) -> tuple[str, str]:  # fmt: skip
+           following: torch.nn.Module, rotary: list[str],
+           half: int) -> tuple[str, str]:  # fmt: skip
     """One decoder layer: (its input normed, the residual stream) → the same for the next."""
     config = layer.self_attn.config
     attention, mlp, eps, dim = layer.self_attn, layer.mlp, config.rms_norm_eps, head_dim(config)
@@ -96,6 +121,7 @@ def _layer(graph: GraphBuilder, layer: torch.nn.Module, index: int, inputs: tupl
     if hasattr(attention, "q_norm"):  # Qwen3: RMSNorm over each head before the rotary
         query = _head_norm(graph, query, attention.q_norm, eps, dim)
         key = _head_norm(graph, key, attention.k_norm, eps, dim)
+    _alignment_query(graph, query, index, heads, dim, rotary, half)
     context = graph.node(
         "GroupQueryAttention",
         [query, key, value, f"past_key.{index}", f"past_value.{index}", "seqlens_k",
@@ -134,7 +160,7 @@ def export_decoder(language_model: PreTrainedModel, path: Path) -> int:
                  "inputs_embeds")  # fmt: skip
         for index, layer in enumerate(layers):
             following = layers[index + 1].input_layernorm if index + 1 < len(layers) else final_norm
-            state = _layer(graph, layer, index, state, following, rotary)
+            state = _layer(graph, layer, index, state, following, rotary, cos.shape[1])
         (last,) = graph.node("Gather", [state[0], graph.constant([-1])], axis=1)
         (last,) = graph.node("Reshape", [last, graph.constant([1, -1])])
         head = graph.weight("lm_head.weight", as_array(language_model.lm_head.weight))
@@ -151,6 +177,9 @@ def export_decoder(language_model: PreTrainedModel, path: Path) -> int:
         outputs = [
             float_input("logits", [1, vocab]),
             *(float_input(f"present_{kind}.{index}", cache) for index, kind in kinds),
-        ]
+            *(float_input(f"alignment_query.{index}", [1, config.num_attention_heads,
+                                                       head_dim(config)])
+              for index in range(len(layers))),
+        ]  # fmt: skip
         graph.save("decoder", inputs, outputs)
     return positions

@@ -8,10 +8,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from tokenizers import Tokenizer
+
 from tinyaudio import memory
 from tinyaudio.bundle import write_manifest
 from tinyaudio.errors import TinyAudioError
-from tinyaudio.export import decoder_graph, encoder_graph, graphs
+from tinyaudio.export import alignment_heads, decoder_graph, encoder_graph, graphs
 from tinyaudio.export.loader import TinyAudioModel
 from tinyaudio.export.parity import Parity
 from tinyaudio.export.reference import ReferenceTranscriber
@@ -71,13 +73,25 @@ def export_fp32(model: TinyAudioModel, directory: Path, progress: Progress) -> d
         audio = Engine.load(directory, manifest, graphs=AUDIO_GRAPHS, prepack=False)
         parity.check_encoder(states, audio)
         parity.check_projector(states["fast"], audio)
+        alignment_clips = alignment_heads.clip_rows(audio)
         del audio
         memory.release()
     with progress.stage("parity: ONNX FP32 vs PyTorch (decoder)"):
         decoder_engine = Engine.load(directory, manifest, graphs=("decoder",), prepack=False)
         parity.check_decoder(decoder_reference, rows, decoder_engine)
+    with progress.stage("alignment heads: word times on the shipped word-timed clips"):
+        tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+        scale = decoder_graph.head_dim(model.llm_config) ** -0.5
+        alignment = alignment_heads.choose_heads(decoder_engine, tokenizer, alignment_clips, scale)
         del decoder_engine
         memory.release()
+        layers = {layer for layer, _ in alignment["heads"]} if alignment else set()
+        alignment_heads.keep_queries(directory / files["decoder"], layers)
+        manifest["graphs"]["decoder"].update(
+            graph_io(load_model(directory / files["decoder"], weights=False))
+        )
+        manifest["alignment"] = alignment
+        progress.note(_alignment_note(alignment))
     manifest["parity"] = parity.finish()
     decoder = manifest["parity"]["decoder"]
     progress.note(
@@ -85,6 +99,18 @@ def export_fp32(model: TinyAudioModel, directory: Path, progress: Progress) -> d
         f"tokens identical: {decoder['tokens_identical']}"
     )
     return write_manifest(directory, manifest)
+
+
+def _alignment_note(alignment: dict[str, Any] | None) -> str:
+    if alignment is None:
+        return (f"fewer than {alignment_heads.MIN_WORDS} words transcribed right: no word "
+                "timestamps for this model")  # fmt: skip
+    chosen = alignment["chosen_on"]
+    return (
+        f"heads {alignment['heads']}: start error median {chosen['start_median_ms']} ms "
+        f"(p90 {chosen['start_p90_ms']}), end {chosen['end_median_ms']} ms "
+        f"(p90 {chosen['end_p90_ms']}) over {chosen['words']} words"
+    )
 
 
 def _dims(model: TinyAudioModel, positions: int) -> dict[str, int]:

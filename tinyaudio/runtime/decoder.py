@@ -105,6 +105,16 @@ class Decoder:
             self.device_logits = _device_array(self.logits.shape, device)
             self.binding.bind_ortvalue_output("logits", self.device_logits)
         self.device_step: ort.OrtValue | None = None  # a decode step's input, on the device
+        # The last position's query at the alignment layers (runtime/alignment.py), host memory
+        # in either mode: a few hundred floats per token.
+        self.queries = {
+            int(o.name.rsplit(".", 1)[1]): np.zeros(o.shape, dtype=np.float32)
+            for o in session.get_outputs()
+            if o.name.startswith("alignment_query.")
+        }
+        for layer, query in self.queries.items():
+            self.binding.bind_output(f"alignment_query.{layer}", "cpu", 0, np.float32,
+                                     list(query.shape), query.ctypes.data)  # fmt: skip
         for name, array in (("seqlens_k", self.seqlens), ("total_sequence_length", self.total)):
             self.binding.bind_input(name, "cpu", 0, np.int32, list(array.shape),
                                     array.ctypes.data)  # fmt: skip
@@ -141,6 +151,12 @@ class Decoder:
         if self.device is None:
             return tuple(buffer[:, :, : cache.length] for buffer in cache.buffers)
         return tuple(buffer.numpy()[:, :, : cache.length] for buffer in cache.buffers)
+
+    def keys(self, cache: KVCache, layer: int) -> np.ndarray:
+        """Layer ``layer``'s cached keys [kv_heads, filled positions, head_dim], on the host."""
+        buffer = cache.buffers[2 * layer]
+        host = buffer if self.device is None else buffer.numpy()
+        return host[0, :, : cache.length]
 
     def forward(self, embeds: np.ndarray, cache: KVCache) -> np.ndarray:
         """Run S new positions [1, S, H]; returns the last position's logits (a reused buffer)."""

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tinyaudio.bundle import read_manifest, verify_bundle
+from tinyaudio.runtime.alignment import AttentionRecorder
 from tinyaudio.runtime.decoder import Decoder
 from tinyaudio.runtime.embeddings import TokenEmbeddings
 from tinyaudio.runtime.features import log_mel
@@ -155,18 +157,24 @@ class Engine:
         prefix: list[int] | None = None,
         suffix: list[int] | None = None,
         stop: bool = True,
+        recorder: AttentionRecorder | None = None,
     ) -> Iterator[tuple[int, np.ndarray]]:
         """Greedy (token, logits) pairs for the prompt around ``rows``: at most
         ``max_new_tokens``, ending with the stop id when one is produced (``stop=False``: always
         ``max_new_tokens``, as benchmarks need). Logits are reused.
-        Only the audio rows and the suffix are prefilled: the prefix's states are reused."""
+        Only the audio rows and the suffix are prefilled: the prefix's states are reused.
+        ``recorder`` keeps what word timing needs (runtime/alignment.py)."""
         prefix, suffix = self._prompt_ids(prefix, suffix)
         rest = np.concatenate([rows, self.embeddings(suffix)]).astype(np.float32)[None]
         cache = self.decoder.new_cache(len(prefix) + rest.shape[1] + max_new_tokens)
         if prefix:
             cache.append(self.prefix_states(prefix))
         steps = self.decoder.generate(rest, self.embeddings, cache)
+        if recorder is not None:
+            recorder.start(partial(self.decoder.keys, cache), len(prefix), len(rows))
         for count, (token, logits) in enumerate(steps, start=1):
+            if recorder is not None:
+                recorder.step(self.decoder.queries, cache.length - 1)
             yield token, logits
             if count >= max_new_tokens or (stop and token in self.stop_ids):
                 return

@@ -18,6 +18,13 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from tinyaudio.errors import TinyAudioError
+from tinyaudio.runtime.alignment import (
+    AttentionRecorder,
+    Word,
+    seconds_per_row,
+    time_words,
+    token_pieces,
+)
 from tinyaudio.runtime.audio import audio_blocks
 from tinyaudio.runtime.engine import Engine
 from tinyaudio.runtime.lengths import SAMPLE_RATE
@@ -39,6 +46,7 @@ class Segment:
     end: float
     text: str
     token_ids: list[int]
+    words: list[Word] | None = None  # with word_timestamps=True
 
 
 @dataclass
@@ -59,6 +67,19 @@ def looping(tokens: list[int]) -> bool:
         if len(tokens) >= span and tokens[-span:] == tokens[-period:] * LOOP_REPEATS:
             return True
     return False
+
+
+def token_probability(logits: np.ndarray, token: int) -> float:
+    shifted = logits - logits.max()
+    return float(np.exp(shifted[token]) / np.exp(shifted).sum())
+
+
+class _WindowTiming:
+    """One window's attention recorder and chosen-token probabilities."""
+
+    def __init__(self, heads: list[tuple[int, int]], scale: float) -> None:
+        self.recorder = AttentionRecorder(heads, scale)
+        self.probabilities: list[float] = []
 
 
 class TextDeltas:
@@ -143,8 +164,12 @@ class Transcriber:
         on_token: Callable[[int], None] | None = None,
         on_text: Callable[[str], None] | None = None,
         on_window: Callable[[float], None] | None = None,
+        word_timestamps: bool = False,
     ) -> Transcription:
         """Transcribe a file or an array (any rate, any channels) into text with segment times.
+
+        ``word_timestamps``: each segment also gets its words with start, end and probability
+        (from the decoder's attention; runtime/alignment.py).
 
         ``on_token`` gets each token id as it is produced; ``on_text`` the text it adds (whole
         characters, windows joined by a space), for servers that stream while they decode;
@@ -153,21 +178,25 @@ class Transcriber:
         timings: dict[str, float] = {}
         segments = []
         ids_around = self.prompt_ids(prompt)  # once per call; a bad prompt fails before any audio
+        alignment = self.word_alignment() if word_timestamps else None
         spoken = False  # some window has produced text: the next one's text starts with a space
         for start, window in windows(audio_blocks(audio, sample_rate)):
-            ids = []
+            ids, words = [], [] if alignment else None
             if self._speech(window, timings):
                 deltas = TextDeltas(self, " " if spoken else "")
-                for token in self._tokens(window, ids_around, timings):
+                timing = _WindowTiming(*alignment) if alignment else None
+                for token in self._tokens(window, ids_around, timings, timing):
                     ids.append(token)
                     if on_token is not None:
                         on_token(token)
                     if on_text is not None and (piece := deltas.push(token)):
                         on_text(piece)
                 spoken = spoken or bool(deltas.shown)
+                if timing is not None:
+                    words = self._words(timing, ids, window, start / SAMPLE_RATE, timings)
             text = finish_transcript(self.tokenizer.decode(self._text_ids(ids)))
             end = start + len(window)
-            segments.append(Segment(start / SAMPLE_RATE, end / SAMPLE_RATE, text, ids))
+            segments.append(Segment(start / SAMPLE_RATE, end / SAMPLE_RATE, text, ids, words))
             if on_window is not None:
                 on_window(len(window) / SAMPLE_RATE)
         timings["audio_seconds"] = segments[-1].end
@@ -190,15 +219,52 @@ class Transcriber:
                 if piece := deltas.push(token):
                     yield piece
 
+    def word_alignment(self) -> tuple[list[tuple[int, int]], float]:
+        """The bundle's alignment heads and attention scale, or a one-line reason why not."""
+        alignment = self.engine.manifest.get("alignment")
+        if not alignment:
+            raise TinyAudioError(
+                "this bundle has no word alignment: it was exported before word timestamps "
+                "existed, or its model transcribed too few of the alignment clips; re-export it "
+                "with tinyaudio-export"
+            )
+        missing = {layer for layer, _ in alignment["heads"]} - set(self.engine.decoder.queries)
+        if missing:
+            raise TinyAudioError(f"the decoder graph lacks alignment queries of layers {missing}")
+        return [tuple(head) for head in alignment["heads"]], alignment["scale"]
+
+    def _words(
+        self, timing: _WindowTiming, ids: list[int], window: np.ndarray, offset: float,
+        timings: dict[str, float],
+    ) -> list[Word]:  # fmt: skip
+        """The window's words, times from the start of the audio."""
+        started = time.perf_counter()
+        stops = set(self.engine.stop_ids)
+        text = [i for i, token in enumerate(ids) if token not in stops]
+        pieces = token_pieces(self.tokenizer, [ids[i] for i in text])
+        attention = timing.recorder.attention()[:, text]
+        probabilities = [timing.probabilities[i] for i in text]
+        row_seconds = seconds_per_row(self.engine.manifest["audio"])
+        words = time_words(attention, pieces, probabilities, row_seconds, window)
+        for word in words:
+            word.start, word.end = round(word.start + offset, 3), round(word.end + offset, 3)
+        timings["word_timing"] = timings.get("word_timing", 0.0) + time.perf_counter() - started
+        return words
+
     def _text_ids(self, ids: list[int]) -> list[int]:
         stops = set(self.engine.stop_ids)
         return [t for t in ids if t not in stops]
 
     def _tokens(
-        self, samples: np.ndarray, ids_around: tuple[list[int], list[int]], timings: dict
+        self,
+        samples: np.ndarray,
+        ids_around: tuple[list[int], list[int]],
+        timings: dict,
+        timing: _WindowTiming | None = None,
     ) -> Iterator[int]:
         """Greedy token ids for one ≤30 s window (stop id included when produced), with the
-        prompt ids before and after its audio rows (``prompt_ids``)."""
+        prompt ids before and after its audio rows (``prompt_ids``); ``timing`` collects what
+        word timestamps need."""
         engine = self.engine
 
         def timed(name: str, started: float) -> float:
@@ -219,9 +285,12 @@ class Transcriber:
             MIN_TOKENS + int(TOKENS_PER_SECOND * len(samples) / SAMPLE_RATE),
         )
         tokens: list[int] = []
-        for token, _ in engine.decode(rows, limit, prefix, suffix):
+        recorder = timing.recorder if timing else None
+        for token, logits in engine.decode(rows, limit, prefix, suffix, recorder=recorder):
             clock = timed("decode" if tokens else "prefill", clock)
             tokens.append(token)
+            if timing is not None:
+                timing.probabilities.append(token_probability(logits[0], token))
             yield token
             if looping(tokens):
                 break
