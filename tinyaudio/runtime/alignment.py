@@ -23,6 +23,7 @@ from tinyaudio.runtime.lengths import HOP_LENGTH, SAMPLE_RATE
 
 FRAME = SAMPLE_RATE // 100  # 10 ms energy frames for trimming words to sound
 SILENCE_DB = 35.0  # frames this far below the window's loudest are silence
+PAUSE_FRAMES = 12  # 120 ms of silence inside a word's span ends it (a stop closure is shorter)
 
 
 @dataclass
@@ -103,12 +104,16 @@ def sounding(audio: np.ndarray) -> np.ndarray:
 
 
 def trim_to_sound(start: float, end: float, loud: np.ndarray) -> tuple[float, float]:
-    """Move ``start`` forward and ``end`` back past silent frames (kept if all is silent)."""
+    """Move ``start`` forward past silent frames, and ``end`` back to the first pause of at
+    least PAUSE_FRAMES after it (words hold shorter silences, such as a stop's closure; a longer
+    one is the gap before a word the transcript may lack). Kept if all is silent."""
     first, last = int(start * 100), min(int(np.ceil(end * 100)), len(loud))
     inside = np.flatnonzero(loud[first:last])
     if not len(inside):
         return start, end
-    return (first + inside[0]) / 100, (first + inside[-1] + 1) / 100
+    gaps = np.flatnonzero(np.diff(inside) > PAUSE_FRAMES)
+    stop = inside[gaps[0]] if len(gaps) else inside[-1]
+    return (first + inside[0]) / 100, (first + stop + 1) / 100
 
 
 def token_pieces(tokenizer: Tokenizer, ids: list[int]) -> list[str]:
