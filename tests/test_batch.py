@@ -49,26 +49,35 @@ def seconds(match: tuple[str, ...]) -> float:
 
 
 def test_every_output_format_parses_back(bundle, folder, tmp_path, capsys):
+    """With --word-timestamps: JSON words, srt/vtt/tsv cues timed by the words (vtt with WebVTT's
+    inline per-word timestamps), all parsed back."""
     out = tmp_path / "out"
     assert main(["transcribe", str(bundle), str(folder), "--output-format", "all",
-                 "--output-dir", str(out)]) == 0  # fmt: skip
+                 "--output-dir", str(out), "--word-timestamps"]) == 0  # fmt: skip
     for text in TEXTS:
         stem = text.replace(" ", "-")
         assert (out / f"{stem}.txt").read_text() == text + "\n"
         record = json.loads((out / f"{stem}.json").read_text())
         assert record["text"] == text and record["file"].endswith(f"{stem}.wav")
-        duration = record["segments"][-1]["end"]
+        (segment,) = record["segments"]
+        words = segment["words"]
+        assert " ".join(w["word"] for w in words) == text
+        starts = [w["start"] for w in words]
+        assert starts == sorted(starts) and all(w["start"] < w["end"] for w in words)
+        assert segment["start"] <= words[0]["start"] and words[-1]["end"] <= segment["end"]
+        assert all(0.5 < w["probability"] <= 1.0 for w in words)
         number, times, cue, blank = (out / f"{stem}.srt").read_text().split("\n")[:4]
         assert (number, cue, blank) == ("1", text, "")
-        start, end = (seconds(m) for m in re.findall(STAMP, times))
-        assert times == re.sub(r"\d", "0", times) or start == 0.0
-        assert end == pytest.approx(duration, abs=0.001)
+        bounds = [seconds(m) for m in re.findall(STAMP, times)]
+        assert bounds == [words[0]["start"], words[-1]["end"]]
         vtt = (out / f"{stem}.vtt").read_text().split("\n")
-        assert vtt[0] == "WEBVTT" and vtt[1] == "" and vtt[3] == text
-        assert [seconds(m) for m in re.findall(STAMP, vtt[2])] == [start, end]
+        assert vtt[0] == "WEBVTT" and vtt[1] == ""
+        assert [seconds(m) for m in re.findall(STAMP, vtt[2])] == bounds
+        assert re.sub(r"<[^>]*>", "", vtt[3]) == text
+        assert [seconds(m) for m in re.findall(STAMP, vtt[3])] == starts[1:]
         header, row = (out / f"{stem}.tsv").read_text().splitlines()
         assert header == "start\tend\ttext"
-        assert row == f"0\t{round(duration * 1000)}\t{text}"
+        assert row == f"{round(bounds[0] * 1000)}\t{round(bounds[1] * 1000)}\t{text}"
     assert capsys.readouterr().out == ""  # files, not printing
 
 

@@ -45,7 +45,7 @@ def _breaks(cue: list[Word], word: Word) -> bool:
     return (
         word.start - cue[-1].end >= PAUSE_SECONDS
         or (cue[-1].word[-1:] in ".?!" and len(text) >= SENTENCE_CHARS)
-        or len(text) + 1 + len(word.word) > LINE_CHARS * MAX_LINES
+        or _split(f"{text} {word.word}") is None
         or word.end - cue[0].start > MAX_SECONDS
     )
 
@@ -67,20 +67,31 @@ def cues(segments: Iterable[Segment]) -> list[Cue]:
     return out
 
 
+def _split(text: str) -> int | None:
+    """Where to break ``text`` into two lines of at most LINE_CHARS, as evenly as possible:
+    -1 when it fits on one line, None when two lines cannot hold it."""
+    if len(text) <= LINE_CHARS:
+        return -1
+    fitting = [i for i, c in enumerate(text) if c == " " and i <= LINE_CHARS
+               and len(text) - i - 1 <= LINE_CHARS]  # fmt: skip
+    return min(fitting, key=lambda i: abs(2 * i - len(text))) if fitting else None
+
+
 def wrap(text: str) -> str:
-    """One line if it fits, else two split at the space nearest the middle."""
-    if len(text) <= LINE_CHARS or " " not in text:
-        return text
-    spaces = [i for i, c in enumerate(text) if c == " "]
-    middle = min(spaces, key=lambda i: abs(i - len(text) / 2))
-    return text[:middle] + "\n" + text[middle + 1 :]
+    """One line if it fits, else two balanced lines (a cue too long for two stays one line)."""
+    at = _split(text)
+    return text if at is None or at < 0 else text[:at] + "\n" + text[at + 1 :]
 
 
 def _timed_words(cue: Cue) -> str:
     """``word <00:00:01.250>word …``: each later word preceded by its start (WebVTT)."""
     parts = [cue.words[0].word]
     parts += [f"<{timestamp(w.start, '.')}>{w.word}" for w in cue.words[1:]]
-    return wrap(" ".join(parts)) if len(cue.text) > LINE_CHARS else " ".join(parts)
+    at = _split(cue.text)  # break before the same word as the plain text does
+    if at is None or at < 0:
+        return " ".join(parts)
+    first = cue.text[:at].count(" ") + 1
+    return " ".join(parts[:first]) + "\n" + " ".join(parts[first:])
 
 
 def srt(segments: Iterable[Segment]) -> str:
