@@ -190,6 +190,12 @@ def test_http_formats_through_the_openai_sdk(server, local):
     assert all(re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3} --> \d\d:\d\d:\d\d\.\d{3}", c[0])
                for c in vtt_cues)  # fmt: skip
     assert " ".join(" ".join(c[1:]) for c in vtt_cues) == expected
+    with JFK.open("rb") as f:  # OpenAI's word timestamps
+        timed = client.audio.transcriptions.create(model="whisper-1", file=f,
+            response_format="verbose_json", timestamp_granularities=["word"])  # fmt: skip
+    assert " ".join(w.word for w in timed.words) == expected
+    starts = [w.start for w in timed.words]
+    assert starts == sorted(starts) and all(w.start < w.end <= 11.0 for w in timed.words)
 
 
 def test_http_streams_server_sent_events(server):

@@ -39,6 +39,7 @@ class ModelOptions:
     speech_gate: bool
     prompt: str | None
     word_timestamps: bool = False
+    vad: bool = False
 
     def load(self) -> Transcriber:
         transcriber = Transcriber.from_bundle(
@@ -53,7 +54,11 @@ class ModelOptions:
         self, transcriber: Transcriber, path: Path, on_window: Callable[[float], None] | None
     ) -> Transcription:
         return transcriber.transcribe(
-            path, prompt=self.prompt, on_window=on_window, word_timestamps=self.word_timestamps
+            path,
+            prompt=self.prompt,
+            on_window=on_window,
+            word_timestamps=self.word_timestamps,
+            vad=self.vad,
         )
 
 

@@ -17,6 +17,7 @@ class Utterance:
     start: float  # where speech was detected, in seconds from the start of the stream
     end: float
     audio: np.ndarray  # the speech with up to ``pad`` seconds of context on both sides
+    offset: float  # where ``audio`` begins, in seconds from the start of the stream
 
 
 class Segmenter:
@@ -142,4 +143,5 @@ class Segmenter:
     def _utterance(self, frames: int, spoken: int) -> Utterance:
         seconds = FRAME / SAMPLE_RATE
         end = (self._start + spoken) * seconds
-        return Utterance(self._onset * seconds, end, np.concatenate(self._frames[:frames]))
+        audio = np.concatenate(self._frames[:frames])
+        return Utterance(self._onset * seconds, end, audio, self._start * seconds)

@@ -1,9 +1,12 @@
-"""Long audio → windows of at most 30 s, cut at the quietest moment near each window's end.
+"""Long audio → windows of at most 30 s, the encoder's limit (upstream silently drops the rest).
 
-The encoder sees 30 s at most (upstream silently drops the rest). Cutting in a pause rather than
-mid-word keeps each window's transcript whole; the quietest 100 ms within the last 10 s of a
-window is a good, dependency-free proxy for a pause. Windows are cut from a stream of blocks, so
-memory holds one window and one block however long the recording is.
+Two ways, both from a stream of blocks (memory holds one window and one block however long the
+recording is):
+- ``windows``: back to back, each cut at the quietest 100 ms within its last 10 s, a good,
+  dependency-free proxy for a pause, so a window's transcript stays whole;
+- ``speech_windows`` (``--vad``): one window per stretch of speech that Silero VAD finds (the
+  live path's Segmenter: ends after 0.5 s of pause, 0.2 s of context kept each side), so silence
+  and noise are never decoded and every cut falls in a pause.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from tinyaudio.live.vad import Segmenter
 from tinyaudio.runtime.lengths import SAMPLE_RATE
+from tinyaudio.runtime.speech import SpeechDetector
 
 MAX_SECONDS = 30.0
 SEARCH_SECONDS = 10.0
@@ -43,3 +48,16 @@ def windows(blocks: Iterable[np.ndarray]) -> Iterator[tuple[int, np.ndarray]]:
             pending, start = pending[cut:], start + cut
     if len(pending):
         yield start, pending
+
+
+def speech_windows(
+    blocks: Iterable[np.ndarray], detector: SpeechDetector
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(start sample, window) for each utterance Silero VAD finds in the 16 kHz ``blocks``."""
+    detector.reset()
+    segmenter = Segmenter(detector, max_seconds=MAX_SECONDS)
+    for block in blocks:
+        for utterance in segmenter.feed(block):
+            yield round(utterance.offset * SAMPLE_RATE), utterance.audio
+    if (last := segmenter.flush()) is not None:
+        yield round(last.offset * SAMPLE_RATE), last.audio

@@ -28,7 +28,7 @@ from tinyaudio.runtime.alignment import (
 from tinyaudio.runtime.audio import audio_blocks
 from tinyaudio.runtime.engine import Engine
 from tinyaudio.runtime.lengths import SAMPLE_RATE
-from tinyaudio.runtime.segments import windows
+from tinyaudio.runtime.segments import speech_windows, windows
 from tinyaudio.runtime.speech import SpeechDetector, contains_speech
 from tinyaudio.runtime.text import finish_transcript
 
@@ -72,6 +72,18 @@ def looping(tokens: list[int]) -> bool:
 def token_probability(logits: np.ndarray, token: int) -> float:
     shifted = logits - logits.max()
     return float(np.exp(shifted[token]) / np.exp(shifted).sum())
+
+
+class _Counted:
+    """Blocks passed through, their samples counted (the audio's length, windows or not)."""
+
+    def __init__(self, blocks: Iterator[np.ndarray]) -> None:
+        self.blocks, self.samples = blocks, 0
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for block in self.blocks:
+            self.samples += len(block)
+            yield block
 
 
 class _WindowTiming:
@@ -165,24 +177,30 @@ class Transcriber:
         on_text: Callable[[str], None] | None = None,
         on_window: Callable[[float], None] | None = None,
         word_timestamps: bool = False,
+        vad: bool = False,
     ) -> Transcription:
         """Transcribe a file or an array (any rate, any channels) into text with segment times.
 
         ``word_timestamps``: each segment also gets its words with start, end and probability
-        (from the decoder's attention; runtime/alignment.py).
+        (from the decoder's attention; runtime/alignment.py). ``vad``: windows are the stretches
+        of speech Silero VAD finds (silence between them is skipped) instead of back-to-back
+        windows cut at the quietest moment.
 
         ``on_token`` gets each token id as it is produced; ``on_text`` the text it adds (whole
         characters, windows joined by a space), for servers that stream while they decode;
-        ``on_window`` each finished window's seconds of audio (progress bars). An exception
+        ``on_window`` the seconds of audio each window moved through (progress bars). An exception
         raised by any of them stops the transcription."""
         timings: dict[str, float] = {}
         segments = []
         ids_around = self.prompt_ids(prompt)  # once per call; a bad prompt fails before any audio
         alignment = self.word_alignment() if word_timestamps else None
         spoken = False  # some window has produced text: the next one's text starts with a space
-        for start, window in windows(audio_blocks(audio, sample_rate)):
+        blocks = _Counted(audio_blocks(audio, sample_rate))
+        found = speech_windows(blocks, self._vad_detector()) if vad else windows(blocks)
+        done = 0  # samples the progress has been told about
+        for start, window in found:
             ids, words = [], [] if alignment else None
-            if self._speech(window, timings):
+            if vad or self._speech(window, timings):  # VAD windows are speech already
                 deltas = TextDeltas(self, " " if spoken else "")
                 timing = _WindowTiming(*alignment) if alignment else None
                 for token in self._tokens(window, ids_around, timings, timing):
@@ -197,9 +215,12 @@ class Transcriber:
             text = finish_transcript(self.tokenizer.decode(self._text_ids(ids)))
             end = start + len(window)
             segments.append(Segment(start / SAMPLE_RATE, end / SAMPLE_RATE, text, ids, words))
-            if on_window is not None:
-                on_window(len(window) / SAMPLE_RATE)
-        timings["audio_seconds"] = segments[-1].end
+            if on_window is not None and end > done:
+                on_window((end - done) / SAMPLE_RATE)
+            done = max(done, end)
+        if on_window is not None and blocks.samples > done:  # silence after the last window
+            on_window((blocks.samples - done) / SAMPLE_RATE)
+        timings["audio_seconds"] = round(blocks.samples / SAMPLE_RATE, 4)
         text = " ".join(s.text for s in segments if s.text)
         return Transcription(text, segments, {k: round(v, 4) for k, v in timings.items()})
 
@@ -218,6 +239,10 @@ class Transcriber:
             for token in self._tokens(window, ids_around, {}):
                 if piece := deltas.push(token):
                     yield piece
+
+    def _vad_detector(self) -> SpeechDetector:
+        """The speech gate's detector (its own when the gate is off)."""
+        return self.detector or SpeechDetector()
 
     def word_alignment(self) -> tuple[list[tuple[int, int]], float]:
         """The bundle's alignment heads and attention scale, or a one-line reason why not."""

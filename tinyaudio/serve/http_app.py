@@ -3,8 +3,10 @@
 Clients written for OpenAI's API (its SDKs, and the many apps built on them) work unchanged with
 ``base_url`` pointed here. Fields: `file` (any format libsndfile reads), `model` (any name: there
 is one model), `prompt` (replaces the model's instruction, as `tinyaudio transcribe --prompt`),
-`response_format` (json, text, srt, vtt, verbose_json), `stream` (server-sent events:
-`transcript.text.delta` as tokens arrive, then `transcript.text.done`). Errors use OpenAI's JSON
+`response_format` (json, text, srt, vtt, verbose_json), `timestamp_granularities[]=word` (with
+verbose_json: a `words` list with start and end, from the decoder's attention), `stream`
+(server-sent events: `transcript.text.delta` as tokens arrive, then `transcript.text.done`).
+srt and vtt cues are cut at pauses whenever the bundle can time words. Errors use OpenAI's JSON
 error shape with a 4xx/5xx status, so the SDKs raise their usual exceptions.
 """
 
@@ -88,6 +90,8 @@ class UploadLimit:
 def create_app(
     worker: ModelWorker, model: ModelInfo, api_key: str | None, max_upload: int
 ) -> ASGIApp:
+    timed = bool(worker.transcriber.engine.manifest.get("alignment"))  # can time words
+
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok", "model": model.name, "pending": worker.pending})
 
@@ -114,6 +118,15 @@ def create_app(
                 return error(400, "stream=true needs response_format json or text", "bad_format")
             prompt = form.get("prompt")
             prompt = str(prompt) if prompt else None
+            granularities = set(form.getlist("timestamp_granularities[]"))
+            if "word" in granularities and response_format != "verbose_json":
+                return error(400, "word timestamps need response_format verbose_json",
+                             "bad_format")  # fmt: skip
+            if "word" in granularities and not timed:
+                return error(400, "this model's bundle has no word alignment (re-export it)",
+                             "no_word_timestamps")  # fmt: skip
+            # Subtitles are cut at pauses whenever the bundle can time words.
+            words = "word" in granularities or (timed and response_format in ("srt", "vtt"))
             folder = Path(tempfile.mkdtemp(prefix="tinyaudio-upload-"))
             path, streaming = folder / "audio", False
             try:
@@ -130,7 +143,8 @@ def create_app(
                     worker.check_capacity()
                     streaming = True  # the stream removes the folder when it ends
                     return EventStream(worker, folder, path, prompt)
-                result = await _while_connected(request, worker.transcribe(path, prompt=prompt))
+                work = worker.transcribe(path, prompt=prompt, word_timestamps=words)
+                result = await _while_connected(request, work)
             except TinyAudioError as exc:
                 return _failure(exc, str(path), upload.filename or "the upload")
             finally:
@@ -138,7 +152,7 @@ def create_app(
                     shutil.rmtree(folder, ignore_errors=True)
         finally:
             await form.close()
-        return _render(result, response_format)
+        return _render(result, response_format, "word" in granularities)
 
     async def http_error(request: Request, exc: HTTPException) -> Response:
         return error(exc.status_code, str(exc.detail))
@@ -170,7 +184,7 @@ def _failure(exc: TinyAudioError, path: str, name: str) -> JSONResponse:
     return error(400, message, "bad_audio")
 
 
-def _render(result: Transcription, response_format: str) -> Response:
+def _render(result: Transcription, response_format: str, words: bool) -> Response:
     if response_format == "text":
         return PlainTextResponse(result.text + "\n")
     if response_format == "srt":
@@ -195,6 +209,9 @@ def _render(result: Transcription, response_format: str) -> Response:
     ]
     body = {"task": "transcribe", "language": "english", "duration": duration,
             "text": result.text, "segments": segments, "usage": usage}  # fmt: skip
+    if words:  # OpenAI's shape: one list for the whole audio
+        body["words"] = [{"word": w.word, "start": w.start, "end": w.end}
+                         for s in result.segments for w in s.words or []]  # fmt: skip
     return JSONResponse(body)
 
 

@@ -61,6 +61,7 @@ class ModelWorker:
         sample_rate: int | None = None,
         prompt: str | None = None,
         on_text: Callable[[str], None] | None = None,
+        word_timestamps: bool = False,
     ) -> Transcription:
         """Run one request on the model thread; ``on_text`` is called there, as text arrives."""
         self.check_capacity()
@@ -76,8 +77,9 @@ class ModelWorker:
         def run() -> Transcription:
             check()
             return self.transcriber.transcribe(
-                audio, sample_rate, prompt, on_token=check, on_text=on_text
-            )
+                audio, sample_rate, prompt, on_token=check, on_text=on_text,
+                word_timestamps=word_timestamps,
+            )  # fmt: skip
 
         loop = asyncio.get_running_loop()
         job = self._executor.submit(run)
