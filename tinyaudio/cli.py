@@ -84,11 +84,19 @@ def _transcribe(args: argparse.Namespace) -> int:
             folder.mkdir(parents=True, exist_ok=True)
         jobs = min(args.jobs, len(todo))
         timed = args.word_timestamps or (writing and _cuts_cues(args.bundle, formats))
-        options = ModelOptions(args.bundle, threads_per_job(args.threads, jobs), args.provider,
-                               args.exact, not args.no_speech_gate, args.prompt,
-                               timed)  # fmt: skip
+        threads = (args.threads or 2) if args.ray is not None else \
+            threads_per_job(args.threads, jobs)  # fmt: skip
+        options = ModelOptions(args.bundle, threads, args.provider, args.exact,
+                               not args.no_speech_gate, args.prompt, timed, args.vad)  # fmt: skip
         with progress_bar(seconds) as bar:
-            for path, outcome in transcribe_many(options, todo, jobs, bar.update):
+            if args.ray is None:
+                results = transcribe_many(options, todo, jobs, bar.update)
+            else:
+                from tinyaudio.ray_batch import transcribe_on_ray
+
+                address = None if args.ray == "local" else args.ray
+                results = transcribe_on_ray(options, todo, jobs, address, bar.update)
+            for path, outcome in results:
                 if isinstance(outcome, TinyAudioError):
                     report(path, outcome, bar.write)
                 elif writing:
@@ -268,6 +276,17 @@ def _parser() -> argparse.ArgumentParser:
         "attention; subtitle cues are cut at pauses whenever the bundle supports it)"
     )
     transcribe.add_argument("--word-timestamps", action="store_true", help=words)
+    vad = (
+        "windows are the stretches of speech Silero VAD finds, cut at pauses; silence and "
+        "noise between them are skipped (default: back-to-back ≤ 30 s windows)"
+    )
+    transcribe.add_argument("--vad", action="store_true", help=vad)
+    ray = (
+        "run the files on a Ray cluster (extra [ray]): ADDRESS ('auto', 'ray://host:10001') "
+        "or none for a local one; --jobs actors of --threads CPUs each (default 2); bundle and "
+        "files must be at the same paths on every node"
+    )
+    transcribe.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS", help=ray)
     transcribe.add_argument("--prompt", help="replace the instruction (e.g. captioning, QA)")
     transcribe.add_argument("--threads", type=int, help="onnxruntime threads (default: ≤ 4)")
     transcribe.add_argument("--provider", help="execution provider: cpu, cuda, tensorrt, ...")
