@@ -16,7 +16,13 @@ from tests.conftest import REPO, cli_error
 from tinyaudio.bench.word_clips import HELD_OUT_VOICES, make_set, vocabulary
 from tinyaudio.cli import main
 from tinyaudio.onnx_files import load_model
-from tinyaudio.runtime.alignment import Word, monotonic_peaks, split_words, trim_to_sound
+from tinyaudio.runtime.alignment import (
+    Word,
+    monotonic_peaks,
+    split_words,
+    trim_to_sound,
+    words_of,
+)
 from tinyaudio.runtime.subtitles import cues, srt
 from tinyaudio.runtime.transcribe import Segment, Transcriber
 
@@ -40,6 +46,17 @@ def test_a_word_ends_at_a_pause_not_at_the_next_word():
     loud[20:50] = loud[55:60] = True  # a word with a 50 ms closure inside
     loud[90:120] = True  # the next word, after a 300 ms pause
     assert trim_to_sound(0.1, 1.5, loud) == (0.2, 0.6)
+
+
+def test_words_follow_the_cleaned_up_text():
+    """The transcript's clean-up drops a think block and collapses trailing repeats: the words
+    are those the text kept."""
+    spoken = ["<think></think>", "go", "go", "now", "now", "now", "now", "nooo"]
+    words = [Word(i, i + 0.5, w, 0.9) for i, w in enumerate(spoken)]
+    assert [w.word for w in words_of("go go now", words)] == ["go", "go", "now"]
+    assert words_of("go go now", words)[0].start == 1
+    assert [w.word for w in words_of("now no", words[3:])] == ["now", "no"]
+    assert words_of("something else", words) == []
 
 
 @pytest.fixture(scope="module")

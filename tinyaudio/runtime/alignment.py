@@ -187,3 +187,20 @@ def time_words(
             words[-1].end = round(start, 3)
         words.append(Word(round(start, 3), round(end, 3), text, round(probability, 4)))
     return words
+
+
+def words_of(text: str, words: list[Word]) -> list[Word]:
+    """The timed words the final text kept: the clean-up (runtime/text.py) may drop a think
+    block before them and collapse repeats after them (a last word's repeated letter too), so
+    the run of words that spells the text, its last word as the text has it; none if no run
+    does (never words that are not in the text)."""
+    final = text.split()
+    if not final:
+        return []
+    head = len(final) - 1
+    for first in range(len(words) - head):
+        run = words[first : first + len(final)]
+        if [w.word for w in run[:head]] == final[:head] and run[-1].word.startswith(final[-1]):
+            run[-1].word = final[-1]
+            return run
+    return []

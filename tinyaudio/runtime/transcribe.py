@@ -24,6 +24,7 @@ from tinyaudio.runtime.alignment import (
     seconds_per_row,
     time_words,
     token_pieces,
+    words_of,
 )
 from tinyaudio.runtime.audio import audio_blocks
 from tinyaudio.runtime.engine import Engine
@@ -210,9 +211,10 @@ class Transcriber:
                     if on_text is not None and (piece := deltas.push(token)):
                         on_text(piece)
                 spoken = spoken or bool(deltas.shown)
-                if timing is not None:
-                    words = self._words(timing, ids, window, start / SAMPLE_RATE, timings)
             text = finish_transcript(self.tokenizer.decode(self._text_ids(ids)))
+            if timing is not None:
+                timed = self._words(timing, ids, window, start / SAMPLE_RATE, timings)
+                words = words_of(text, timed)
             end = start + len(window)
             segments.append(Segment(start / SAMPLE_RATE, end / SAMPLE_RATE, text, ids, words))
             if on_window is not None and end > done:
