@@ -28,6 +28,7 @@ CLIPS = Path(__file__).with_name("alignment")
 MAX_HEADS = 4
 MIN_WORDS = 20  # matched words needed to trust a choice
 MAX_NEW_TOKENS = 64
+PROBE = 6  # clips to transcribe before giving up on a model that hears nothing
 
 
 @dataclass
@@ -47,13 +48,23 @@ def clip_rows(audio: Engine) -> list[tuple[Clip, np.ndarray]]:
 
 
 def _decode(engine: Engine, tokenizer: Tokenizer, clips, heads, scale) -> list[Decoded]:
+    """Each clip transcribed with every head's attention kept. A model that gets nothing right
+    in the first PROBE clips stops there (a random-weight preset would otherwise decode all of
+    them to the token limit, minutes at real size)."""
     decoded = []
-    for clip, rows in clips:
+    for count, (clip, rows) in enumerate(clips, start=1):
         recorder = AttentionRecorder(heads, scale)
         tokens = [token for token, _ in engine.decode(rows, MAX_NEW_TOKENS, recorder=recorder)]
         ids = [t for t in tokens if t not in engine.stop_ids]
         decoded.append(Decoded(clip, token_pieces(tokenizer, ids), recorder.attention()))
+        if count == PROBE and not any(_right_words(d) for d in decoded):
+            break
     return decoded
+
+
+def _right_words(item: Decoded) -> int:
+    said = "".join(item.pieces).lower().split()
+    return len(set(said) & {word for word, _, _ in item.clip.words})
 
 
 def word_errors(decoded: list[Decoded], heads: list[int], row_seconds: float) -> np.ndarray:
