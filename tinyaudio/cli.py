@@ -242,6 +242,14 @@ def _info(args: argparse.Namespace) -> None:
         steps, same = decoder["steps"], decoder["tokens_identical"]
         print(f"export parity: decoder logits {decoder['logits_max_abs']:.1e} max abs over "
               f"{steps} steps, tokens identical: {same}")  # fmt: skip
+    alignment = manifest.get("alignment")
+    if alignment:
+        chosen = alignment["chosen_on"]
+        print(f"word timestamps: heads {alignment['heads']}, start error median "
+              f"{chosen['start_median_ms']} ms on {chosen['words']} export words")  # fmt: skip
+    else:
+        print("word timestamps: not available (exported before them, or the model got too few "
+              "of the alignment clips' words right)")  # fmt: skip
     if "gates" in manifest:
         attempts = manifest["gates"]["attempts"]
         tried = ", ".join(

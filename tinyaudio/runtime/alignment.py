@@ -6,8 +6,8 @@ where in the window the token was read, one row per projector stride. As Whisper
 cross-attention, the chosen heads are averaged and aligned monotonically to the tokens. A token
 attends most where its sound begins (measured on the demo model: start error median 7 ms, against
 ~120 ms for Whisper's standardise-and-DTW recipe on the same heads), so a word runs from its first
-token's row to the next word's, trimmed to where the audio sounds. Nothing here runs unless word
-timestamps are asked for.
+token's row to the next word's, ended at the first pause of 120 ms and trimmed to where the audio
+sounds. Nothing here runs unless word timestamps are asked for.
 """
 
 from __future__ import annotations
@@ -64,6 +64,8 @@ class AttentionRecorder:
         """[heads, steps, audio rows]: each step's attention weights on the audio rows."""
         first, rows = self.audio
         out = np.zeros((len(self.heads), len(self.positions), rows), np.float32)
+        if not self.positions:
+            return out
         for layer in self.layers:
             keys = self.keys(layer)  # [kv_heads, positions, head_dim]
             for index, (head_layer, head) in enumerate(self.heads):
