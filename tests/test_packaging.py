@@ -41,6 +41,7 @@ def test_base_install_has_no_torch_or_transformers(tmp_path, make_bundle):
         "quantize": ["tinyaudio-quantize", str(tmp_path), "--int8"],
         "mic": ["tinyaudio", "live", str(tmp_path)],
         "serve": ["tinyaudio", "serve", str(tmp_path)],
+        "ray": ["tinyaudio", "transcribe", str(tmp_path), str(AUDIO / "jfk.wav"), "--ray"],
     }
     for extra, (command, *args) in cases.items():
         done = subprocess.run([env_dir / "bin" / command, *args], capture_output=True, text=True)
