@@ -214,3 +214,24 @@ def test_device_resident_decoding_transcribes_the_same(pair, clips):
     for name in ("speech", "espeak-ng", "over 30 s"):
         expected = plain.transcribe(clips[name], RATE).token_ids
         assert device.transcribe(clips[name], RATE).token_ids == expected, name
+
+
+def test_vad_windows_skip_silence_and_noise(demo_bundles):
+    """--vad: one window per sentence, the 8 s of silence and noise between them never decoded,
+    the progress told about every second, the sentences transcribed as alone."""
+    from recipe.demo.data import SAMPLES, sample_path
+    from tests.conftest import REPO
+
+    transcriber = Transcriber.from_bundle(demo_bundles["int8"], threads=2)
+    texts = [text for text, _ in SAMPLES[:2]]
+    first, second = (sf.read(sample_path(REPO / "samples/demo", t), dtype="float32")[0]
+                     for t in texts)  # fmt: skip
+    noise = np.random.default_rng(0).standard_normal(4 * RATE).astype(np.float32) * 3e-3
+    audio = np.concatenate([first, np.zeros(4 * RATE, np.float32), noise, second])
+    told: list[float] = []
+    result = transcriber.transcribe(audio, RATE, vad=True, on_window=told.append)
+    assert [s.text for s in result.segments] == texts
+    gap = (len(first) / RATE, len(first) / RATE + 8.0)
+    assert result.segments[0].end <= gap[0] + 0.3 and result.segments[1].start >= gap[1] - 0.3
+    assert sum(told) == pytest.approx(len(audio) / RATE, abs=1e-3)
+    assert result.timings["audio_seconds"] == pytest.approx(len(audio) / RATE, abs=1e-3)

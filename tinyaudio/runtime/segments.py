@@ -56,8 +56,11 @@ def speech_windows(
     """(start sample, window) for each utterance Silero VAD finds in the 16 kHz ``blocks``."""
     detector.reset()
     segmenter = Segmenter(detector, max_seconds=MAX_SECONDS)
+    seen = 0
     for block in blocks:
+        seen += len(block)
         for utterance in segmenter.feed(block):
             yield round(utterance.offset * SAMPLE_RATE), utterance.audio
     if (last := segmenter.flush()) is not None:
-        yield round(last.offset * SAMPLE_RATE), last.audio
+        start = round(last.offset * SAMPLE_RATE)
+        yield start, last.audio[: seen - start]  # the detector's last frame was padded
