@@ -123,3 +123,8 @@ def test_a_bundle_without_alignment_is_refused_in_one_line(demo_bundles, tmp_pat
     assert main(["transcribe", str(bundle), str(clip), "--word-timestamps"]) == 2
     assert "has no word alignment" in cli_error(capsys)
     assert main(["transcribe", str(bundle), str(clip)]) == 0  # plain text still works
+
+
+def test_a_window_without_speech_has_no_words(transcriber):
+    result = transcriber.transcribe(np.zeros(32000, np.float32), 16000, word_timestamps=True)
+    assert [(s.text, s.words) for s in result.segments] == [("", [])]

@@ -201,9 +201,9 @@ class Transcriber:
         done = 0  # samples the progress has been told about
         for start, window in found:
             ids, words = [], [] if alignment else None
+            timing = _WindowTiming(*alignment) if alignment else None
             if vad or self._speech(window, timings):  # VAD windows are speech already
                 deltas = TextDeltas(self, " " if spoken else "")
-                timing = _WindowTiming(*alignment) if alignment else None
                 for token in self._tokens(window, ids_around, timings, timing):
                     ids.append(token)
                     if on_token is not None:
@@ -212,7 +212,7 @@ class Transcriber:
                         on_text(piece)
                 spoken = spoken or bool(deltas.shown)
             text = finish_transcript(self.tokenizer.decode(self._text_ids(ids)))
-            if timing is not None:
+            if timing is not None and ids:
                 timed = self._words(timing, ids, window, start / SAMPLE_RATE, timings)
                 words = words_of(text, timed)
             end = start + len(window)
