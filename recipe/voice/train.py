@@ -74,16 +74,19 @@ def build_initial(work: Path) -> Path:
 
 
 class Lora(nn.Module):
-    """Rank-``rank`` updates on the frozen LLM's q/v projections, added by forward hooks: the
-    LLM's own modules stay untouched and only these matrices are trained and saved."""
+    """Rank-``rank`` updates on the frozen LLM's ``targets`` projections (upstream's q/v by
+    default), added by forward hooks: the LLM's own modules stay untouched and only these
+    matrices are trained and saved."""
 
-    def __init__(self, llm: nn.Module, rank: int, alpha: int) -> None:
+    def __init__(
+        self, llm: nn.Module, rank: int, alpha: int, targets: tuple[str, ...] = LORA_TARGETS
+    ) -> None:
         super().__init__()
         self.rank, self.alpha = rank, alpha
         self.names: list[str] = []
         self.a, self.b = nn.ParameterList(), nn.ParameterList()
         for name, module in llm.named_modules():
-            if name.rsplit(".", 1)[-1] in LORA_TARGETS:
+            if name.rsplit(".", 1)[-1] in targets:
                 a = nn.Parameter(torch.empty(rank, module.in_features))
                 nn.init.kaiming_uniform_(a, a=5**0.5)  # PEFT's init: A random, B zero
                 b = nn.Parameter(torch.zeros(module.out_features, rank))
@@ -213,7 +216,9 @@ class Recipe:
         logits = self.llm.lm_head(hidden[scored]).float()
         return F.cross_entropy(logits, target[scored])
 
-    def train_all(self, autocast: bool, lora_rank: int) -> None:
+    def train_all(
+        self, autocast: bool, lora_rank: int, lora_targets: tuple[str, ...] = LORA_TARGETS
+    ) -> None:
 
         def ctc(rows: np.ndarray) -> torch.Tensor:
             return self.ctc_loss(rows, *self.projected(rows))
@@ -225,7 +230,7 @@ class Recipe:
 
         for index, (name, loss) in enumerate((("ctc", ctc), ("lm", lm))):
             if name == "lm" and lora_rank:  # not in the ctc stage, which has no LLM in its loss
-                self.trainee.lora = Lora(self.llm, lora_rank, LORA_ALPHA)
+                self.trainee.lora = Lora(self.llm, lora_rank, LORA_ALPHA, lora_targets)
             params = list(self.trainee.parameters())
             batches = Batches(self.lengths, STAGES[name].batch_size, SEED + index)
             if train_stage(self.trainee, self.work / name, params, loss, batches, STAGES[name],
@@ -288,8 +293,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (fast on CPUs with "
                         "AVX512-BF16 or AMX; slower than FP32 without)")  # fmt: skip
-    lora = "adapt the LLM's q/v with a rank-RANK LoRA in the lm stage"
+    lora = "adapt the LLM with a rank-RANK LoRA in the lm stage"
     parser.add_argument("--lora", type=int, default=0, metavar="RANK", help=lora)
+    targets = "the projections the LoRA adapts (default: q_proj,v_proj, as upstream)"
+    parser.add_argument("--lora-targets", default=",".join(LORA_TARGETS), help=targets)
     parser.add_argument("--lm-steps", type=int, help="the lm stage's steps (default 600)")
     parser.add_argument("--scale", type=float, default=1.0,
                         help="multiply every stage's steps (0.01: a wiring check)")  # fmt: skip
@@ -301,8 +308,10 @@ def main() -> None:
         steps = max(1, round(schedule.steps * args.scale))
         STAGES[name] = dataclasses.replace(schedule, steps=steps)
     stages = args.work if args.scale == 1 else args.work / f"scale-{args.scale}"
+    targets = tuple(args.lora_targets.split(","))
     if args.lora:  # its own lm stage; the ctc stage (no LLM in it) is shared
-        stages = stages / f"lora-{args.lora}"
+        named = "" if targets == LORA_TARGETS else "-" + "+".join(t.split("_")[0] for t in targets)
+        stages = stages / f"lora-{args.lora}{named}"
         if not (stages / "ctc").exists() and (stages.parent / "ctc" / "done").exists():
             shutil.copytree(stages.parent / "ctc", stages / "ctc")
     out = args.out or (Path("models/voice") if args.scale == 1 else Path("build/voice-check"))
@@ -314,7 +323,7 @@ def main() -> None:
     states = encode_split(model, train, args.work / "encoded-train.npz")
     trainee = Trainee(model)
     recipe = Recipe(stages, args.work / "data", model, trainee, train, states)
-    recipe.train_all(args.bf16, args.lora)
+    recipe.train_all(args.bf16, args.lora, targets)
     write_trained(init, trainee, out)
     summary = {"seconds": round(time.time() - started), "stages": {
         k: dataclasses.asdict(v) for k, v in STAGES.items()}}  # fmt: skip

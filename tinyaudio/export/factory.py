@@ -343,7 +343,7 @@ def write_adapter(tensors: dict[str, torch.Tensor], rank: int, alpha: int, direc
         "r": rank,
         "lora_alpha": alpha,
         "lora_dropout": 0.0,
-        "target_modules": list(LORA_TARGETS),
+        "target_modules": sorted({n.split(".lora_")[0].rsplit(".", 1)[-1] for n in tensors}),
         "bias": "none",
         "fan_in_fan_out": False,
         "inference_mode": True,
