@@ -16,7 +16,6 @@ query outputs bound) against the same graph with those outputs removed, interlea
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import shutil
 import time
@@ -27,7 +26,7 @@ import numpy as np
 from tinyaudio.bench.bundles import build_bundles
 from tinyaudio.bench.word_clips import HELD_OUT_VOICES, make_set, vocabulary
 from tinyaudio.errors import run_cli
-from tinyaudio.export.alignment_heads import keep_queries, summary
+from tinyaudio.export.alignment_heads import keep_queries, matched_errors, summary
 from tinyaudio.progress import Progress
 from tinyaudio.runtime.engine import Engine
 from tinyaudio.runtime.transcribe import Transcriber
@@ -36,18 +35,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SEED = 7  # the shipped selection clips use seed 1 and other voices
 DECODE_STEPS = 64
 ROUNDS = 30
-
-
-def matched_errors(words, truth) -> list[tuple[float, float]]:
-    said = [w.word.strip(".,!?;:").lower() for w in words]
-    matcher = difflib.SequenceMatcher(a=said, b=[w for w, _, _ in truth], autojunk=False)
-    errors = []
-    for tag, first, last, other, _ in matcher.get_opcodes():
-        if tag == "equal":
-            for k in range(last - first):
-                _, start, end = truth[other + k]
-                errors.append((words[first + k].start - start, words[first + k].end - end))
-    return errors
 
 
 def score(bundle: Path, clips) -> dict:

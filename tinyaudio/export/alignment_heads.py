@@ -21,7 +21,13 @@ from tokenizers import Tokenizer
 
 from tinyaudio.bench.word_clips import Clip, read_set
 from tinyaudio.onnx_files import load_model
-from tinyaudio.runtime.alignment import AttentionRecorder, seconds_per_row, time_words, token_pieces
+from tinyaudio.runtime.alignment import (
+    AttentionRecorder,
+    Word,
+    seconds_per_row,
+    time_words,
+    token_pieces,
+)
 from tinyaudio.runtime.engine import Engine
 
 CLIPS = Path(__file__).with_name("alignment")
@@ -67,20 +73,29 @@ def _right_words(item: Decoded) -> int:
     return len(set(said) & {word for word, _, _ in item.clip.words})
 
 
+def matched_errors(
+    words: list[Word], truth: list[tuple[str, float, float]]
+) -> list[tuple[float, float]]:
+    """Signed (start, end) errors in seconds of the ``words`` that match ``truth`` in order
+    (punctuation and case aside): a misheard word has no true time to compare with."""
+    said = [w.word.strip(".,!?;:").lower() for w in words]
+    matcher = difflib.SequenceMatcher(a=said, b=[w for w, _, _ in truth], autojunk=False)
+    errors = []
+    for tag, first, last, other, _ in matcher.get_opcodes():
+        if tag == "equal":
+            for k in range(last - first):
+                _, start, end = truth[other + k]
+                errors.append((words[first + k].start - start, words[first + k].end - end))
+    return errors
+
+
 def word_errors(decoded: list[Decoded], heads: list[int], row_seconds: float) -> np.ndarray:
     """[words, 2] signed start and end errors (s) of the correctly transcribed words."""
     errors = []
     for item in decoded:
         ones = [1.0] * len(item.pieces)
         words = time_words(item.attention[heads], item.pieces, ones, row_seconds, item.clip.audio)
-        truth = item.clip.words
-        said = [w.word.strip(".,!?;:").lower() for w in words]
-        matcher = difflib.SequenceMatcher(a=said, b=[w for w, _, _ in truth], autojunk=False)
-        for tag, first, last, other, _ in matcher.get_opcodes():
-            if tag == "equal":
-                for k in range(last - first):
-                    _, start, end = truth[other + k]
-                    errors.append((words[first + k].start - start, words[first + k].end - end))
+        errors += matched_errors(words, item.clip.words)
     return np.array(errors).reshape(-1, 2)
 
 
