@@ -22,7 +22,7 @@ from tinyaudio import onnx_files
 from tinyaudio.bench.records import peak_rss_mb
 from tinyaudio.runtime.audio import load_audio
 from tinyaudio.runtime.features import log_mel
-from tinyaudio.runtime.sessions import WINDOW_RUN, create_session
+from tinyaudio.runtime.sessions import create_session
 
 SPEECH = Path(__file__).resolve().parents[1] / "samples" / "jfk.wav"
 SECONDS = (10, 30)
@@ -36,9 +36,9 @@ def measure(graph: Path, threads: int, outputs: Path) -> dict:
     audio = np.tile(audio, -(-max(SECONDS) * 16000 // len(audio)))
     for seconds in SECONDS:
         features, _ = log_mel(audio[: seconds * 16000], session.get_inputs()[0].shape[1], False)
-        session.run(None, {"input_features": features}, WINDOW_RUN)  # first run: warm-up
+        session.run(None, {"input_features": features})  # first run: warm-up
         started = time.perf_counter()
-        states = session.run(None, {"input_features": features}, WINDOW_RUN)[0]
+        states = session.run(None, {"input_features": features})[0]
         result[f"encode_s_{seconds}"] = time.perf_counter() - started
         np.save(outputs / f"{seconds}.npy", states)
     result["rss_peak_mb"] = peak_rss_mb()

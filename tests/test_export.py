@@ -64,8 +64,10 @@ def test_every_projector_exports_at_every_precision(make_bundle, projector, prec
         assert "MatMulNBits" in graph_ops["decoder"] and "Gemm" not in graph_ops["decoder"]
         bits = manifest["graphs"]["decoder"]["quantization"]["bits"]
         assert bits == int(precision[-1])
-        if manifest["recipe"]["encoder"] == "int8-dynamic":
-            assert "DynamicQuantizeMatMul" in graph_ops["encoder"]
+        encoder_op = {"int8-dynamic": "DynamicQuantizeMatMul", "int4-nbits": "MatMulNBits"}
+        if manifest["recipe"]["encoder"] in encoder_op:  # every weight quantized, none left
+            assert encoder_op[manifest["recipe"]["encoder"]] in graph_ops["encoder"]
+            assert "MatMul" not in graph_ops["encoder"]
 
 
 @pytest.mark.parametrize("projector", PROJECTORS)

@@ -115,7 +115,7 @@ def test_failed_gate_stops_with_a_clear_error(make_bundle, tmp_path, monkeypatch
     target = tmp_path / "q"
     assert quantize_main([str(make_bundle("fp32")), "--int4", "-o", str(target)]) == 2
     err = capsys.readouterr().err
-    for rung in ("int4 ", "int4-lm-head-int8", "int4-mixed"):
+    for rung in ("int4 ", "int4-int8-encoder", "int4-lm-head-int8", "int4-mixed"):
         assert f"▸ gate {rung.strip()}:" in err
     assert err.strip().splitlines()[-1].startswith("error: no int4 recipe passed the accuracy gate")
     assert list(tmp_path.iterdir()) == []

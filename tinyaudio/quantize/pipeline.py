@@ -35,12 +35,17 @@ from tinyaudio.quantize.probes import probe_signals
 from tinyaudio.runtime.engine import Engine
 
 GATE_TOKENS = 16
+# The 4-bit encoder's blocks. MatMulNBits keeps about 0.5 + 12 / block bytes per weight resident
+# (packed data, its packed scales and block sums, and the file's scales, still mapped): 0.59 at
+# 128, 0.88 at 32, where INT8 keeps 1.0. Measured on the real-size GLM-ASR encoder: 424 MB after
+# load at 128, 480 at 64, 671 for INT8 (docs/benchmarks.md#runtime-memory).
+ENCODER_BLOCK_SIZE = 128
 
 
 @dataclass(frozen=True)
 class Recipe:
     name: str
-    encoder: str  # "fp32" | "int8-dynamic"
+    encoder: str  # "fp32" | "int8-dynamic" | "int4-nbits"
     projector: str
     decoder_bits: int
     lm_head_bits: int
@@ -60,6 +65,16 @@ class Recipe:
                 "symmetric": True,
             }
         method = getattr(self, graph)
+        if method == "int4-nbits":  # weight-only, for the smallest resident encoder
+            return {
+                "method": "matmul-nbits",
+                "bits": 4,
+                "lm_head_bits": 4,
+                "block_size": ENCODER_BLOCK_SIZE,
+                "accuracy_level": 4,
+                "eight_bit_layers": [],
+                "symmetric": True,
+            }
         if method == "fp32":
             return {"method": "fp32"}
         return {"method": method, "per_channel": True, "op_types": ["MatMul"]}
@@ -72,9 +87,10 @@ def ladder(precision: str, block_size: int) -> list[Recipe]:
             Recipe("int8", "int8-dynamic", "int8-dynamic", 8, 8, block_size, 4),
             Recipe("int8-fp32-audio", "fp32", "fp32", 8, 8, block_size, 4),
         ]
-    if precision == "int4":
+    if precision == "int4":  # the smallest bundle in memory first: the encoder at 4 bits too
         return [
-            Recipe("int4", "int8-dynamic", "int8-dynamic", 4, 4, block_size, 4),
+            Recipe("int4", "int4-nbits", "int8-dynamic", 4, 4, block_size, 4),
+            Recipe("int4-int8-encoder", "int8-dynamic", "int8-dynamic", 4, 4, block_size, 4),
             Recipe("int4-lm-head-int8", "int8-dynamic", "int8-dynamic", 4, 8, block_size, 4),
             # llama.cpp's Q4_K_M idea: the layers most sensitive to 4 bits stay at 8.
             Recipe(

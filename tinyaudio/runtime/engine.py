@@ -21,7 +21,6 @@ from tinyaudio.runtime.embeddings import TokenEmbeddings
 from tinyaudio.runtime.features import log_mel
 from tinyaudio.runtime.lengths import audio_tokens, conv_output_length
 from tinyaudio.runtime.sessions import (
-    WINDOW_RUN,
     cache_device,
     check_threads,
     create_session,
@@ -110,10 +109,10 @@ class Engine:
         )
 
     def encode(self, features: np.ndarray) -> np.ndarray:
-        return self.encoder.run(None, {"input_features": features}, WINDOW_RUN)[0]
+        return self.encoder.run(None, {"input_features": features})[0]
 
     def project(self, encoder_states: np.ndarray) -> np.ndarray:
-        return self.projector.run(None, {"encoder_states": encoder_states}, WINDOW_RUN)[0]
+        return self.projector.run(None, {"encoder_states": encoder_states})[0]
 
     def audio_rows(self, features: np.ndarray, mel_length: int) -> np.ndarray:
         """[N, H] projector rows for the real audio (upstream: the first N, zero-padded)."""

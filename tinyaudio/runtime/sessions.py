@@ -2,17 +2,22 @@
 
 Memory: onnxruntime memory-maps external weights whose offsets are page-aligned (onnx aligns
 every tensor over 1 MB) and repacks MatMul weights once at load, so a graph's resident size is
-about its file size. The per-window graphs (encoder, projector) run with ``WINDOW_RUN``: the CPU
-arena serves the run and gives its chunks back when the run ends. Measured on the real-size INT8
-encoder through 10 and 30 s windows: peak RSS 847 MB, 744 MB between runs; plain malloc (no
-arena) 954 / 866 MB (glibc keeps freed activations on its heap), the arena alone 918 / 918 MB;
-the same speed.
+about its file size. Activations come straight from malloc (no onnxruntime arena, no memory
+pattern), and glibc's thresholds are pinned so that every freed block over 128 KB goes back to
+the system: glibc otherwise raises its mmap threshold to the largest block freed so far, so a
+window's activations stay on its heap, and an arena keeps what the longest prefill needed.
+Measured on the real-size INT4 bundle (4-bit encoder) through 5, 5, 30 and 30 s clips: the arena
+(shrunk after each encoder run) peaked at 1229 MB and held 1229 after the last clip, growing with
+every 30 s clip; without it, 1122 and 983, the same for each clip; decode and prefill speed
+within noise (22.6 / 23.0 tok/s at 140 positions; docs/benchmarks.md#runtime-memory).
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import platform
 from pathlib import Path
 
 import onnxruntime as ort
@@ -72,13 +77,18 @@ def resolve_provider(name: str | None) -> list[str]:
     return [p for p in chain if p != "CPUExecutionProvider"] + ["CPUExecutionProvider"]
 
 
-def _window_run_options() -> ort.RunOptions:
-    options = ort.RunOptions()
-    options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
-    return options
+GLIBC_DEFAULT_THRESHOLD = 128 * 1024
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 
 
-WINDOW_RUN = _window_run_options()  # for graphs run once per window: the arena shrinks after
+def pin_malloc_thresholds() -> None:
+    """Keep glibc's mmap and trim thresholds at their defaults instead of letting them grow, so
+    large freed blocks are returned to the system (a no-op elsewhere than glibc)."""
+    if platform.libc_ver()[0] != "glibc":
+        return
+    mallopt = ctypes.CDLL(None).mallopt
+    mallopt(M_MMAP_THRESHOLD, GLIBC_DEFAULT_THRESHOLD)
+    mallopt(M_TRIM_THRESHOLD, GLIBC_DEFAULT_THRESHOLD)
 
 
 def create_session(
@@ -88,7 +98,10 @@ def create_session(
     file instead of repacking a copy at load: for an FP32 graph opened once to check it, that
     costs its file size in memory instead of ~1.25x (the copy is made while the file is mapped),
     ~25 % slower (FP32 0.6B decoder: prefill and 10 steps 3.3 s against 2.6 s)."""
+    pin_malloc_thresholds()
     options = ort.SessionOptions()
+    options.enable_cpu_mem_arena = False  # activations freed after each run (module docstring)
+    options.enable_mem_pattern = False
     options.intra_op_num_threads = threads or min(os.cpu_count() or 1, 4)
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
