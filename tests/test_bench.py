@@ -141,3 +141,21 @@ def test_cached_bundles_from_an_older_format_are_rebuilt(tmp_path):
     for version, stale in ((FORMAT_VERSION - 1, True), (FORMAT_VERSION, False)):
         (bundle / "manifest.json").write_text(json.dumps({"format_version": version}))
         assert _stale(bundle) == stale
+
+
+def test_cached_bundles_from_a_changed_recipe_are_rebuilt(tmp_path):
+    """An INT4 bundle cached before its recipe changed (the encoder was INT8 then) is rebuilt."""
+    from dataclasses import asdict
+
+    from tinyaudio.bench.bundles import _stale
+    from tinyaudio.bundle import FORMAT_VERSION
+    from tinyaudio.quantize.pipeline import ladder
+
+    bundle = tmp_path / "int4"
+    bundle.mkdir()
+    recipe = json.loads(json.dumps(asdict(ladder("int4", 32)[0])))
+    for encoder, stale in (("int8-dynamic", True), (recipe["encoder"], False)):
+        manifest = {"format_version": FORMAT_VERSION, "precision": "int4",
+                    "recipe": {**recipe, "encoder": encoder}}  # fmt: skip
+        (bundle / "manifest.json").write_text(json.dumps(manifest))
+        assert _stale(bundle) == stale

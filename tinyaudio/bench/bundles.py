@@ -9,11 +9,13 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 from tinyaudio.bundle import FORMAT_VERSION, scratch_directory
 from tinyaudio.errors import TinyAudioError
 from tinyaudio.progress import Progress
+from tinyaudio.quantize.pipeline import ladder
 from tinyaudio.registry import cache_root
 
 PRECISIONS = ("fp32", "int8", "int4")
@@ -104,13 +106,20 @@ def build_bundles(
 
 
 def _stale(bundle: Path) -> bool:
-    """A cached bundle in another format (another tinyaudio version built it): rebuilt, not
-    refused."""
+    """A cached bundle in another format, or quantized by a recipe that has changed since (another
+    tinyaudio version built it): rebuilt, not refused."""
     try:
         manifest = json.loads((bundle / "manifest.json").read_text())
     except (OSError, ValueError):
         return False
-    return manifest.get("format_version") != FORMAT_VERSION
+    if manifest.get("format_version") != FORMAT_VERSION:
+        return True
+    recipe = manifest.get("recipe")
+    if recipe is None:  # FP32: exported, not quantized
+        return False
+    current = {r.name: json.loads(json.dumps(asdict(r))) for r in
+               ladder(manifest["precision"], recipe["block_size"])}  # fmt: skip
+    return current.get(recipe["name"]) != recipe
 
 
 def _build_genai(directory: Path, fp32: Path, progress: Progress) -> dict[str, Path]:
