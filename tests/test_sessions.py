@@ -15,7 +15,7 @@ import pytest
 HEAP_CHURN = """
 import sys
 import numpy as np
-from tinyaudio.runtime.sessions import pin_malloc_thresholds
+from tinyaudio.memory import pin_malloc_thresholds
 if sys.argv[1] == "pinned":
     pin_malloc_thresholds()
 def rss_mb():

@@ -14,15 +14,14 @@ within noise (22.6 / 23.0 tok/s at 140 positions; docs/benchmarks.md#runtime-mem
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
-import platform
 from pathlib import Path
 
 import onnxruntime as ort
 
 from tinyaudio.errors import TinyAudioError
+from tinyaudio.memory import pin_malloc_thresholds
 
 log = logging.getLogger("tinyaudio")
 
@@ -75,20 +74,6 @@ def resolve_provider(name: str | None) -> list[str]:
             provider, ", ".join(available), chain[0] if chain else "CPUExecutionProvider",
         )  # fmt: skip
     return [p for p in chain if p != "CPUExecutionProvider"] + ["CPUExecutionProvider"]
-
-
-GLIBC_DEFAULT_THRESHOLD = 128 * 1024
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
-
-
-def pin_malloc_thresholds() -> None:
-    """Keep glibc's mmap and trim thresholds at their defaults instead of letting them grow, so
-    large freed blocks are returned to the system (a no-op elsewhere than glibc)."""
-    if platform.libc_ver()[0] != "glibc":
-        return
-    mallopt = ctypes.CDLL(None).mallopt
-    mallopt(M_MMAP_THRESHOLD, GLIBC_DEFAULT_THRESHOLD)
-    mallopt(M_TRIM_THRESHOLD, GLIBC_DEFAULT_THRESHOLD)
 
 
 def create_session(
