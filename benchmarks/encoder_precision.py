@@ -1,9 +1,9 @@
-"""The audio encoder at FP32, INT8 (dynamic, as bundles ship it) and 4-bit weight-only
-(MatMulNBits, block 32, accuracy level 4), side by side: encode time for 10 and 30 s of speech,
-resident memory after load and at peak, and the output's cosine with FP32. Each encoder runs in
-its own process, so each memory figure is its own.
+"""The audio encoder at FP32, INT8 (dynamic, as INT8 bundles ship it) and 4-bit weight-only
+(MatMulNBits, block 128 as INT4 bundles ship it, accuracy level 4), side by side: encode time for
+10 and 30 s of speech, resident memory after load and at peak, and the output's cosine with FP32.
+Each encoder runs in its own process, so each memory figure is its own.
 
-    python benchmarks/encoder_precision.py FP32_BUNDLE INT8_BUNDLE [--threads 2]
+    python benchmarks/encoder_precision.py FP32_BUNDLE INT8_BUNDLE [--threads 2] [--block-size 128]
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyaudio import onnx_files
 from tinyaudio.bench.records import peak_rss_mb
+from tinyaudio.quantize import weights
+from tinyaudio.quantize.recipes import ENCODER_BLOCK_SIZE
 from tinyaudio.runtime.audio import load_audio
 from tinyaudio.runtime.features import log_mel
 from tinyaudio.runtime.sessions import create_session
@@ -45,18 +46,6 @@ def measure(graph: Path, threads: int, outputs: Path) -> dict:
     return result
 
 
-def four_bit(source: Path, target: Path) -> None:
-    from onnxruntime.quantization.matmul_nbits_quantizer import (
-        DefaultWeightOnlyQuantConfig,
-        MatMulNBitsQuantizer,
-    )
-
-    config = DefaultWeightOnlyQuantConfig(block_size=32, is_symmetric=True, accuracy_level=4)
-    quantizer = MatMulNBitsQuantizer(onnx_files.load_model(source), algo_config=config)
-    quantizer.process()
-    onnx_files.save_model(quantizer.model.model, target)
-
-
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a.ravel() @ b.ravel() / (np.linalg.norm(a) * np.linalg.norm(b)))
 
@@ -66,6 +55,7 @@ def main() -> None:
     parser.add_argument("fp32", type=Path)
     parser.add_argument("int8", type=Path)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--block-size", type=int, default=ENCODER_BLOCK_SIZE)
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)  # child: GRAPH OUTPUTS
     args = parser.parse_args()
     if args.one:
@@ -75,7 +65,8 @@ def main() -> None:
         work = Path(scratch)
         (work / "int4").mkdir()
         print("quantizing the encoder to 4 bits ...", file=sys.stderr, flush=True)
-        four_bit(args.fp32 / "encoder.onnx", work / "int4" / "encoder.onnx")
+        weights.nbits(args.fp32 / "encoder.onnx", work / "int4" / "encoder.onnx", 4,
+                      args.block_size, 4, 4)  # fmt: skip
         graphs = {"fp32": args.fp32, "int8 dynamic": args.int8, "4-bit": work / "int4"}
         results = {}
         for name, directory in graphs.items():

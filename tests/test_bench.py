@@ -144,18 +144,28 @@ def test_cached_bundles_from_an_older_format_are_rebuilt(tmp_path):
 
 
 def test_cached_bundles_from_a_changed_recipe_are_rebuilt(tmp_path):
-    """An INT4 bundle cached before its recipe changed (the encoder was INT8 then) is rebuilt."""
+    """An INT4 bundle cached before its recipe changed (the encoder was INT8 then) is rebuilt, and
+    so is one whose graphs were quantized otherwise than its recipe says today."""
     from dataclasses import asdict
 
     from tinyaudio.bench.bundles import _stale
     from tinyaudio.bundle import FORMAT_VERSION
-    from tinyaudio.quantize.pipeline import ladder
+    from tinyaudio.quantize.recipes import ladder
 
     bundle = tmp_path / "int4"
     bundle.mkdir()
-    recipe = json.loads(json.dumps(asdict(ladder("int4", 32)[0])))
-    for encoder, stale in (("int8-dynamic", True), (recipe["encoder"], False)):
-        manifest = {"format_version": FORMAT_VERSION, "precision": "int4",
-                    "recipe": {**recipe, "encoder": encoder}}  # fmt: skip
+    today = ladder("int4", 32)[0]
+    recipe = json.loads(json.dumps(asdict(today)))
+    graphs = {g: {"quantization": json.loads(json.dumps(today.graph_recipe(g)))}
+              for g in ("encoder", "projector", "decoder")}  # fmt: skip
+    older_encoder = {**graphs, "encoder": {"quantization": {"method": "int8-dynamic"}}}
+    cases = (
+        ({**recipe, "encoder": "int8-dynamic"}, graphs, True),
+        (recipe, older_encoder, True),
+        (recipe, graphs, False),
+    )
+    for recorded, quantized, stale in cases:
+        manifest = {"format_version": FORMAT_VERSION, "precision": "int4", "recipe": recorded,
+                    "graphs": quantized}  # fmt: skip
         (bundle / "manifest.json").write_text(json.dumps(manifest))
         assert _stale(bundle) == stale

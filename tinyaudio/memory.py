@@ -20,15 +20,17 @@ GLIBC_DEFAULT_THRESHOLD = 128 * 1024
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 
 
-def _libc_function(name: str):
+def _libc() -> ctypes.CDLL | None:
     try:
-        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
-    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to tune
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
         return None
 
 
-_MALLOC_TRIM = _libc_function("malloc_trim")
-_MALLOPT = _libc_function("mallopt") if _MALLOC_TRIM is not None else None  # glibc's only
+_LIBC = _libc()
+# glibc's own extensions: absent on macOS; musl's mallopt is a stub, and musl has no malloc_trim.
+_MALLOC_TRIM = getattr(_LIBC, "malloc_trim", None)
+_MALLOPT = getattr(_LIBC, "mallopt", None) if _MALLOC_TRIM is not None else None
 
 
 def release() -> None:

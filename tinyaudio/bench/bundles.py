@@ -15,7 +15,7 @@ from pathlib import Path
 from tinyaudio.bundle import FORMAT_VERSION, scratch_directory
 from tinyaudio.errors import TinyAudioError
 from tinyaudio.progress import Progress
-from tinyaudio.quantize.pipeline import ladder
+from tinyaudio.quantize.recipes import ladder
 from tinyaudio.registry import cache_root
 
 PRECISIONS = ("fp32", "int8", "int4")
@@ -114,12 +114,23 @@ def _stale(bundle: Path) -> bool:
         return False
     if manifest.get("format_version") != FORMAT_VERSION:
         return True
-    recipe = manifest.get("recipe")
-    if recipe is None:  # FP32: exported, not quantized
+    recorded = manifest.get("recipe")
+    if recorded is None:  # FP32: exported, not quantized
         return False
-    current = {r.name: json.loads(json.dumps(asdict(r))) for r in
-               ladder(manifest["precision"], recipe["block_size"])}  # fmt: skip
-    return current.get(recipe["name"]) != recipe
+    recipes = {r.name: r for r in ladder(manifest["precision"], recorded["block_size"])}
+    recipe = recipes.get(recorded["name"])
+    if recipe is None or _as_json(asdict(recipe)) != recorded:
+        return True
+    graphs = manifest.get("graphs", {})
+    return any(
+        _as_json(recipe.graph_recipe(graph)) != graphs.get(graph, {}).get("quantization")
+        for graph in ("encoder", "projector", "decoder")
+    )
+
+
+def _as_json(value: dict) -> dict:
+    """``value`` as the manifest stores it (tuples become lists)."""
+    return json.loads(json.dumps(value))
 
 
 def _build_genai(directory: Path, fp32: Path, progress: Progress) -> dict[str, Path]:

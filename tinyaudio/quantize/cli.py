@@ -30,7 +30,8 @@ def add_quantize_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--block-size",
         type=_block_size,
-        help="MatMulNBits block size: 16, 32, 64, 128 or 256 (default: 32 int4, 128 int8)",
+        help="the decoder's MatMulNBits block size: 16, 32, 64, 128 or 256 (default: 32 int4, "
+        "128 int8; an INT4 encoder always uses 128)",
     )
     parser.add_argument(
         "--gate-audio", nargs="+", default=[], metavar="FILE",

@@ -1,0 +1,85 @@
+"""The quantization recipes: what each graph becomes, per precision, in the order they are tried.
+
+Light on purpose (no onnx, no onnxruntime): `tinyaudio bench` reads them to tell whether a cached
+bundle was quantized by today's recipe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tinyaudio.errors import TinyAudioError
+
+# The 4-bit encoder's blocks. MatMulNBits keeps about 0.5 + 12 / block bytes per weight resident
+# (packed data, its packed scales and block sums, and the file's scales, still mapped): 0.59 at
+# 128, 0.88 at 32, where INT8 keeps 1.0. Measured on the real-size GLM-ASR encoder: 424 MB after
+# load at 128, 480 at 64, 671 for INT8 (docs/benchmarks.md#runtime-memory).
+ENCODER_BLOCK_SIZE = 128
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    encoder: str  # "fp32" | "int8-dynamic" | "int4-nbits"
+    projector: str
+    decoder_bits: int
+    lm_head_bits: int
+    block_size: int
+    accuracy_level: int  # MatMulNBits: 4 = int8 activations (VNNI), 1 = fp32 activations
+    eight_bit_layers: tuple[str, ...] = ()  # decoder layers kept at 8 bits in a 4-bit recipe
+
+    def graph_recipe(self, graph: str) -> dict:
+        if graph == "decoder":
+            return {
+                "method": "matmul-nbits",
+                "bits": self.decoder_bits,
+                "lm_head_bits": self.lm_head_bits,
+                "block_size": self.block_size,
+                "accuracy_level": self.accuracy_level,
+                "eight_bit_layers": list(self.eight_bit_layers),
+                "symmetric": True,
+            }
+        method = getattr(self, graph)
+        if method == "int4-nbits":  # weight-only, for the smallest resident encoder
+            return {
+                "method": "matmul-nbits",
+                "bits": 4,
+                "lm_head_bits": 4,
+                "block_size": ENCODER_BLOCK_SIZE,
+                "accuracy_level": 4,
+                "eight_bit_layers": [],
+                "symmetric": True,
+            }
+        if method == "fp32":
+            return {"method": "fp32"}
+        return {"method": method, "per_channel": True, "op_types": ["MatMul"]}
+
+
+def ladder(precision: str, block_size: int) -> list[Recipe]:
+    """Recipes for a precision, from fastest to most conservative."""
+    if precision == "int8":
+        return [
+            Recipe("int8", "int8-dynamic", "int8-dynamic", 8, 8, block_size, 4),
+            Recipe("int8-fp32-audio", "fp32", "fp32", 8, 8, block_size, 4),
+        ]
+    if precision == "int4":  # the smallest bundle in memory first: the encoder at 4 bits too
+        return [
+            Recipe("int4", "int4-nbits", "int8-dynamic", 4, 4, block_size, 4),
+            Recipe("int4-int8-encoder", "int8-dynamic", "int8-dynamic", 4, 4, block_size, 4),
+            Recipe("int4-lm-head-int8", "int8-dynamic", "int8-dynamic", 4, 8, block_size, 4),
+            # llama.cpp's Q4_K_M idea: the layers most sensitive to 4 bits stay at 8.
+            Recipe(
+                "int4-mixed",
+                "int8-dynamic",
+                "int8-dynamic",
+                4,
+                8,
+                block_size,
+                4,
+                ("qkv_proj", "down_proj"),
+            ),
+        ]
+    raise TinyAudioError(f"unknown precision '{precision}': choose int8 or int4")
+
+
+DEFAULT_BLOCK_SIZE = {"int8": 128, "int4": 32}
