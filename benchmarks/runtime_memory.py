@@ -1,6 +1,6 @@
 """Where a bundle's resident memory goes, stage by stage: each graph loaded alone, then the whole
 engine through a sequence of clips (features, encoder + projector, prefill, decode), in fresh
-processes. Shows what a peak RSS is made of and whether memory creeps from clip to clip.
+processes (Linux). Shows what a peak RSS is made of and whether memory creeps from clip to clip.
 
     python benchmarks/runtime_memory.py BUNDLE [--seconds 5 5 30 30] [--threads 2]
 """
@@ -14,17 +14,12 @@ import sys
 from pathlib import Path
 
 from tinyaudio.bench.clips import speech_clip, transcript_tokens
-from tinyaudio.bench.records import peak_rss_mb
+from tinyaudio.bench.records import peak_rss_mb, rss_mb
 from tinyaudio.bundle import read_manifest
 from tinyaudio.runtime.audio import load_audio
 from tinyaudio.runtime.engine import GRAPHS, Engine
 
 SPEECH = Path(__file__).resolve().parents[1] / "samples" / "jfk.wav"
-
-
-def rss_mb() -> float:
-    status = Path("/proc/self/status").read_text().splitlines()
-    return int(next(line for line in status if line.startswith("VmRSS:")).split()[1]) / 1024
 
 
 def measure(bundle: Path, graphs: tuple[str, ...], seconds: list[float], threads: int) -> list:

@@ -10,15 +10,26 @@ from pathlib import Path
 from typing import Any
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident memory so far. Linux's VmHWM belongs to this program's
-    address space; ``ru_maxrss`` survives exec, so a child would inherit its parent's peak."""
+def _status_mb(field: str) -> float | None:
+    """A memory field of Linux's /proc/self/status in MB, or None elsewhere."""
     status = Path("/proc/self/status")
     if status.is_file():
         for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return None
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far. Linux's VmHWM belongs to this program's
+    address space; ``ru_maxrss`` survives exec, so a child would inherit its parent's peak."""
+    peak = _status_mb("VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rss_mb() -> float | None:
+    """This process's resident memory now (Linux only)."""
+    return _status_mb("VmRSS")
 
 
 def clip_record(

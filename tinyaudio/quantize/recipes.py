@@ -30,29 +30,28 @@ class Recipe:
 
     def graph_recipe(self, graph: str) -> dict:
         if graph == "decoder":
-            return {
-                "method": "matmul-nbits",
-                "bits": self.decoder_bits,
-                "lm_head_bits": self.lm_head_bits,
-                "block_size": self.block_size,
-                "accuracy_level": self.accuracy_level,
-                "eight_bit_layers": list(self.eight_bit_layers),
-                "symmetric": True,
-            }
+            return _nbits(self.decoder_bits, self.lm_head_bits, self.block_size,
+                          self.accuracy_level, self.eight_bit_layers)  # fmt: skip
         method = getattr(self, graph)
         if method == "int4-nbits":  # weight-only, for the smallest resident encoder
-            return {
-                "method": "matmul-nbits",
-                "bits": 4,
-                "lm_head_bits": 4,
-                "block_size": ENCODER_BLOCK_SIZE,
-                "accuracy_level": 4,
-                "eight_bit_layers": [],
-                "symmetric": True,
-            }
+            return _nbits(4, 4, ENCODER_BLOCK_SIZE, 4, ())
         if method == "fp32":
             return {"method": "fp32"}
         return {"method": method, "per_channel": True, "op_types": ["MatMul"]}
+
+
+def _nbits(bits: int, lm_head_bits: int, block_size: int, accuracy_level: int,
+           eight_bit_layers: tuple[str, ...]) -> dict:  # fmt: skip
+    """A MatMulNBits graph's spec, as quantize/weights.nbits takes it."""
+    return {
+        "method": "matmul-nbits",
+        "bits": bits,
+        "lm_head_bits": lm_head_bits,
+        "block_size": block_size,
+        "accuracy_level": accuracy_level,
+        "eight_bit_layers": list(eight_bit_layers),
+        "symmetric": True,
+    }
 
 
 def ladder(precision: str, block_size: int) -> list[Recipe]:
