@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import REPO
 from tinyaudio.runtime import sessions
+from tinyaudio.runtime.engine import Engine
 
 # A window's activations, as glibc sees them: one large block freed (which raises glibc's mmap
 # threshold to its size), then blocks just under it allocated and freed, each followed by a small
@@ -50,13 +51,18 @@ def test_freed_activations_leave_the_heap():
     assert kept["pinned"] <= 8, kept
 
 
-def test_sessions_run_without_an_arena(make_bundle, monkeypatch):
-    """Every graph's session allocates from malloc, with the thresholds pinned first."""
+def test_only_the_encoder_has_an_arena(make_bundle, monkeypatch):
+    """The projector and decoder allocate from malloc; the encoder from an arena that each run
+    empties; the thresholds are pinned first."""
     bundle = make_bundle("int8")
     pinned = []
     monkeypatch.setattr(sessions, "pin_malloc_thresholds", lambda: pinned.append(True))
+    engine = Engine.from_bundle(bundle, threads=1)
     for graph in ("encoder", "projector", "decoder"):
-        path = bundle / f"{graph}.onnx"
-        options = sessions.create_session(path, 1, ["CPUExecutionProvider"]).get_session_options()
-        assert not options.enable_cpu_mem_arena and not options.enable_mem_pattern
+        session = getattr(engine, graph)
+        options = (session.session if graph == "decoder" else session).get_session_options()
+        assert options.enable_cpu_mem_arena == (graph == "encoder"), graph
+        assert not options.enable_mem_pattern
     assert len(pinned) == 3
+    shrink = sessions.ENCODER_RUN.get_run_config_entry("memory.enable_memory_arena_shrinkage")
+    assert shrink == "cpu:0"

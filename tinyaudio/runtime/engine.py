@@ -21,6 +21,7 @@ from tinyaudio.runtime.embeddings import TokenEmbeddings
 from tinyaudio.runtime.features import log_mel
 from tinyaudio.runtime.lengths import audio_tokens, conv_output_length
 from tinyaudio.runtime.sessions import (
+    ENCODER_RUN,
     cache_device,
     check_threads,
     create_session,
@@ -77,7 +78,7 @@ class Engine:
             if name not in graphs:
                 return None
             path = directory / manifest["graphs"][name]["file"]
-            return create_session(path, threads, providers, prepack)
+            return create_session(path, threads, providers, prepack, arena=name == "encoder")
 
         decoder = session("decoder")
         return cls(
@@ -109,7 +110,7 @@ class Engine:
         )
 
     def encode(self, features: np.ndarray) -> np.ndarray:
-        return self.encoder.run(None, {"input_features": features})[0]
+        return self.encoder.run(None, {"input_features": features}, ENCODER_RUN)[0]
 
     def project(self, encoder_states: np.ndarray) -> np.ndarray:
         return self.projector.run(None, {"encoder_states": encoder_states})[0]

@@ -2,14 +2,17 @@
 
 Memory: onnxruntime memory-maps external weights whose offsets are page-aligned (onnx aligns
 every tensor over 1 MB) and repacks MatMul weights once at load, so a graph's resident size is
-about its file size. Activations come straight from malloc (no onnxruntime arena, no memory
-pattern), and glibc's thresholds are pinned so that every freed block over 128 KB goes back to
-the system: glibc otherwise raises its mmap threshold to the largest block freed so far, so a
-window's activations stay on its heap, and an arena keeps what the longest prefill needed.
-Measured on the real-size INT4 bundle (4-bit encoder) through 5, 5, 30 and 30 s clips: the arena
-(shrunk after each encoder run) peaked at 1229 MB and held 1229 after the last clip, growing with
-every 30 s clip; without it, 1122 and 983, the same for each clip; decode and prefill speed
-within noise (22.6 / 23.0 tok/s at 140 positions; docs/benchmarks.md#runtime-memory).
+about its file size. Activations: glibc's thresholds are pinned, so that every freed block over
+128 KB goes back to the system (glibc otherwise raises its mmap threshold to the largest block
+freed so far, so a window's activations stay on its heap). The projector and decoder allocate
+straight from malloc (no arena, no memory pattern). The encoder, whose run allocates and frees
+gigabytes of activations, gets onnxruntime's arena, emptied after every run (``ENCODER_RUN``):
+without one, each activation is a fresh mmap whose pages fault in, zeroed, on first touch, and the
+real-size INT8 encoder spent half its time there (10 s window, 2-core EPYC with VNNI: 2.80 s
+without an arena, 1.52 s with it). Measured on the real-size INT4 bundle (4-bit encoder) through
+30, 30, 5 and 30 s clips (docs/benchmarks.md#runtime-memory): peak 1153 MB and 1013 held after
+every clip with the emptied encoder arena; 1122 and 983 with none; an arena kept between runs
+peaked at 1229 MB and grew with every 30 s clip.
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ FALLBACKS = {"TensorrtExecutionProvider": ["CUDAExecutionProvider"]}
 # Providers whose memory is a GPU's: the decoder keeps its KV cache there (runtime/decoder.py).
 CACHE_DEVICES = {"CUDAExecutionProvider": "cuda", "TensorrtExecutionProvider": "cuda"}
 MAX_THREADS = 256  # more is a typo: onnxruntime would start them all and crawl
+# Run options for an arena session: hand the arena's memory back when the run ends.
+ENCODER_RUN = ort.RunOptions()
+ENCODER_RUN.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
 
 
 def check_threads(threads: int | None) -> None:
@@ -77,15 +83,20 @@ def resolve_provider(name: str | None) -> list[str]:
 
 
 def create_session(
-    path: Path, threads: int | None, providers: list[str], prepack: bool = True
+    path: Path,
+    threads: int | None,
+    providers: list[str],
+    prepack: bool = True,
+    arena: bool = False,
 ) -> ort.InferenceSession:
-    """``providers`` from resolve_provider. ``prepack=False`` leaves MatMul weights in the mapped
-    file instead of repacking a copy at load: for an FP32 graph opened once to check it, that
-    costs its file size in memory instead of ~1.25x (the copy is made while the file is mapped),
-    ~25 % slower (FP32 0.6B decoder: prefill and 10 steps 3.3 s against 2.6 s)."""
+    """``providers`` from resolve_provider. ``arena``: allocate activations from onnxruntime's
+    arena; run it with ``ENCODER_RUN`` so that the arena is emptied after every run.
+    ``prepack=False`` leaves MatMul weights in the mapped file instead of repacking a copy at
+    load: for an FP32 graph opened once to check it, that costs its file size in memory instead
+    of ~1.25x (the copy is made while the file is mapped), ~25 % slower (FP32 0.6B decoder: prefill and 10 steps 3.3 s against 2.6 s)."""
     pin_malloc_thresholds()
     options = ort.SessionOptions()
-    options.enable_cpu_mem_arena = False  # activations freed after each run (module docstring)
+    options.enable_cpu_mem_arena = arena  # module docstring
     options.enable_mem_pattern = False
     options.intra_op_num_threads = threads or min(os.cpu_count() or 1, 4)
     options.inter_op_num_threads = 1
