@@ -145,27 +145,31 @@ def test_cached_bundles_from_an_older_format_are_rebuilt(tmp_path):
 
 def test_cached_bundles_from_a_changed_recipe_are_rebuilt(tmp_path):
     """An INT4 bundle cached before its recipe changed (the encoder was INT8 then) is rebuilt, and
-    so is one whose graphs were quantized otherwise than its recipe says today."""
+    so is one whose graphs were quantized otherwise than its recipe says today, or whose ladder
+    started at another block than today's default (block 32 was the default once)."""
     from dataclasses import asdict
 
     from tinyaudio.bench.bundles import _stale
     from tinyaudio.bundle import FORMAT_VERSION
-    from tinyaudio.quantize.recipes import ladder
+    from tinyaudio.quantize.recipes import block_sizes, ladder
 
     bundle = tmp_path / "int4"
     bundle.mkdir()
-    today = ladder("int4", 32)[0]
+    default = block_sizes("int4", None)[0]
+    today = ladder("int4", default)[0]
     recipe = json.loads(json.dumps(asdict(today)))
     graphs = {g: {"quantization": json.loads(json.dumps(today.graph_recipe(g)))}
               for g in ("encoder", "projector", "decoder")}  # fmt: skip
     older_encoder = {**graphs, "encoder": {"quantization": {"method": "int8-dynamic"}}}
     cases = (
-        ({**recipe, "encoder": "int8-dynamic"}, graphs, True),
-        (recipe, older_encoder, True),
-        (recipe, graphs, False),
+        ({**recipe, "encoder": "int8-dynamic"}, graphs, default, True),
+        (recipe, older_encoder, default, True),
+        (recipe, graphs, None, True),  # built before attempts recorded their block
+        (recipe, graphs, default, False),
     )
-    for recorded, quantized, stale in cases:
+    for recorded, quantized, first_block, stale in cases:
+        gates = {"attempts": [{"recipe": "int4", "block_size": first_block}]}
         manifest = {"format_version": FORMAT_VERSION, "precision": "int4", "recipe": recorded,
-                    "graphs": quantized}  # fmt: skip
+                    "graphs": quantized, "gates": gates}  # fmt: skip
         (bundle / "manifest.json").write_text(json.dumps(manifest))
         assert _stale(bundle) == stale

@@ -14,6 +14,7 @@ from tests.conftest import NO_TORCH, REPO, cli_error, run_without_torch
 from tinyaudio.bundle import read_manifest
 from tinyaudio.export.cli import main as export_main
 from tinyaudio.quantize.cli import main as quantize_main
+from tinyaudio.quantize.recipes import block_sizes
 
 
 def test_projector_mismatch(make_checkpoint, tmp_path, capsys):
@@ -108,14 +109,16 @@ def test_module_entry_points():
 
 
 def test_failed_gate_stops_with_a_clear_error(make_bundle, tmp_path, monkeypatch, capsys):
-    """A gate no recipe can meet: every rung is tried, then one error line and no bundle."""
+    """A gate no recipe can meet: every rung is tried at each default block, then one error line
+    and no bundle."""
     from tinyaudio.quantize import gates
 
     monkeypatch.setattr(gates, "MIN_COSINE", 1.01)
     target = tmp_path / "q"
     assert quantize_main([str(make_bundle("fp32")), "--int4", "-o", str(target)]) == 2
     err = capsys.readouterr().err
-    for rung in ("int4 ", "int4-int8-encoder", "int4-lm-head-int8", "int4-mixed"):
-        assert f"▸ gate {rung.strip()}:" in err
+    for block in block_sizes("int4", None):
+        for rung in ("int4", "int4-int8-encoder", "int4-lm-head-int8", "int4-mixed"):
+            assert f"▸ gate {rung}, block {block}:" in err
     assert err.strip().splitlines()[-1].startswith("error: no int4 recipe passed the accuracy gate")
     assert list(tmp_path.iterdir()) == []

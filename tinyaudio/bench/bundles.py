@@ -15,7 +15,7 @@ from pathlib import Path
 from tinyaudio.bundle import FORMAT_VERSION, scratch_directory
 from tinyaudio.errors import TinyAudioError
 from tinyaudio.progress import Progress
-from tinyaudio.quantize.recipes import ladder
+from tinyaudio.quantize.recipes import block_sizes, ladder
 from tinyaudio.registry import cache_root
 
 PRECISIONS = ("fp32", "int8", "int4")
@@ -106,8 +106,9 @@ def build_bundles(
 
 
 def _stale(bundle: Path) -> bool:
-    """A cached bundle in another format, or quantized by a recipe that has changed since (another
-    tinyaudio version built it): rebuilt, not refused."""
+    """A cached bundle in another format, quantized by a recipe that has changed since (another
+    tinyaudio version built it), or whose ladder did not start at today's default block: rebuilt,
+    not refused."""
     try:
         manifest = json.loads((bundle / "manifest.json").read_text())
     except (OSError, ValueError):
@@ -120,6 +121,9 @@ def _stale(bundle: Path) -> bool:
     recipes = {r.name: r for r in ladder(manifest["precision"], recorded["block_size"])}
     recipe = recipes.get(recorded["name"])
     if recipe is None or _as_json(asdict(recipe)) != recorded:
+        return True
+    attempts = manifest.get("gates", {}).get("attempts") or [{}]
+    if attempts[0].get("block_size") != block_sizes(manifest["precision"], None)[0]:
         return True
     graphs = manifest.get("graphs", {})
     return any(

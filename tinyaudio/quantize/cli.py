@@ -30,8 +30,8 @@ def add_quantize_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--block-size",
         type=_block_size,
-        help="the decoder's MatMulNBits block size: 16, 32, 64, 128 or 256 (default: 32 int4, "
-        "128 int8; an INT4 encoder always uses 128)",
+        help="the decoder's MatMulNBits block size: 16, 32, 64, 128 or 256 (default: 128, and "
+        "for int4 then 32 if no recipe at 128 passes the gate; an INT4 encoder always uses 128)",
     )
     parser.add_argument(
         "--gate-audio", nargs="+", default=[], metavar="FILE",

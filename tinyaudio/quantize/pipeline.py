@@ -32,7 +32,7 @@ from tinyaudio.errors import TinyAudioError
 from tinyaudio.progress import Progress
 from tinyaudio.quantize import BLOCK_SIZES, gates, weights
 from tinyaudio.quantize.probes import probe_signals
-from tinyaudio.quantize.recipes import DEFAULT_BLOCK_SIZE, Recipe, ladder
+from tinyaudio.quantize.recipes import Recipe, block_sizes, ladder
 from tinyaudio.runtime.engine import Engine
 
 GATE_TOKENS = 16
@@ -49,8 +49,7 @@ def quantize_bundle(
 ) -> dict:
     """Write quantized bundle ``output`` from FP32 bundle ``source``; returns its manifest."""
     progress = progress or Progress(enabled=False)
-    if precision not in DEFAULT_BLOCK_SIZE:
-        raise TinyAudioError(f"unknown precision '{precision}': choose int8 or int4")
+    blocks = block_sizes(precision, block_size)
     source = Path(source)
     manifest = read_manifest(source)
     if manifest.get("precision") != "fp32":
@@ -58,8 +57,7 @@ def quantize_bundle(
             f"{source} is a {manifest.get('precision')} bundle; quantize starts from an FP32 one"
         )
     check_apart(source, Path(output))
-    block_size = block_size or DEFAULT_BLOCK_SIZE[precision]
-    if block_size not in BLOCK_SIZES:
+    if not set(blocks) <= set(BLOCK_SIZES):
         sizes = ", ".join(map(str, BLOCK_SIZES))
         raise TinyAudioError(f"--block-size must be one of {sizes}, got {block_size}")
     with (
@@ -72,14 +70,16 @@ def quantize_bundle(
         with progress.stage(f"FP32 baseline on {len(probes)} probe clips"):
             reference = gates.baseline(source, manifest, probes, GATE_TOKENS)
         attempts = []
-        for recipe in ladder(precision, block_size):
-            candidate = scratch / recipe.name
-            with progress.stage(f"quantize ({recipe.name})"):
+        recipes = [recipe for block in blocks for recipe in ladder(precision, block)]
+        for recipe in recipes:
+            name = recipe.name if len(blocks) == 1 else f"{recipe.name}, block {recipe.block_size}"
+            candidate = scratch / f"{recipe.name}-{recipe.block_size}"
+            with progress.stage(f"quantize ({name})"):
                 body = _build(source, candidate, recipe, manifest, scratch, progress)
-            with progress.stage(f"gate {recipe.name}: greedy tokens vs FP32"):
+            with progress.stage(f"gate {name}: greedy tokens vs FP32"):
                 result = gates.run_gate(Engine.load(candidate, body), reference)
-            attempts.append({"recipe": recipe.name, **result})
-            progress.note(f"{recipe.name}: gate {'passed' if result['passed'] else 'FAILED'}")
+            attempts.append({"recipe": recipe.name, "block_size": recipe.block_size, **result})
+            progress.note(f"{name}: gate {'passed' if result['passed'] else 'FAILED'}")
             if result["passed"]:
                 break
         else:
@@ -169,7 +169,7 @@ def _failures(attempt: dict) -> str:
             reasons.append(f"{name} flips token {flip['position']} ({flip['fp32_margin']} σ)")
         elif probe["logits_min_cosine"] < attempt["min_cosine"]:
             reasons.append(f"{name} logits cosine {probe['logits_min_cosine']}")
-    return f"{attempt['recipe']}: {', '.join(reasons)}"
+    return f"{attempt['recipe']} (block {attempt['block_size']}): {', '.join(reasons)}"
 
 
 def _precision(spec: dict) -> str:

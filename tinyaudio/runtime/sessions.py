@@ -93,7 +93,8 @@ def create_session(
     arena; run it with ``ENCODER_RUN`` so that the arena is emptied after every run.
     ``prepack=False`` leaves MatMul weights in the mapped file instead of repacking a copy at
     load: for an FP32 graph opened once to check it, that costs its file size in memory instead
-    of ~1.25x (the copy is made while the file is mapped), ~25 % slower (FP32 0.6B decoder: prefill and 10 steps 3.3 s against 2.6 s)."""
+    of ~1.25x (the copy is made while the file is mapped), ~25 % slower (FP32 0.6B decoder:
+    prefill and 10 steps 3.3 s against 2.6 s)."""
     pin_malloc_thresholds()
     options = ort.SessionOptions()
     options.enable_cpu_mem_arena = arena  # module docstring
