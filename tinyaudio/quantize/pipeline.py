@@ -57,7 +57,7 @@ def quantize_bundle(
             f"{source} is a {manifest.get('precision')} bundle; quantize starts from an FP32 one"
         )
     check_apart(source, Path(output))
-    if not set(blocks) <= set(BLOCK_SIZES):
+    if block_size is not None and block_size not in BLOCK_SIZES:
         sizes = ", ".join(map(str, BLOCK_SIZES))
         raise TinyAudioError(f"--block-size must be one of {sizes}, got {block_size}")
     with (
@@ -70,9 +70,8 @@ def quantize_bundle(
         with progress.stage(f"FP32 baseline on {len(probes)} probe clips"):
             reference = gates.baseline(source, manifest, probes, GATE_TOKENS)
         attempts = []
-        recipes = [recipe for block in blocks for recipe in ladder(precision, block)]
-        for recipe in recipes:
-            name = recipe.name if len(blocks) == 1 else f"{recipe.name}, block {recipe.block_size}"
+        for recipe in [recipe for block in blocks for recipe in ladder(precision, block)]:
+            name = f"{recipe.name}, block {recipe.block_size}"
             candidate = scratch / f"{recipe.name}-{recipe.block_size}"
             with progress.stage(f"quantize ({name})"):
                 body = _build(source, candidate, recipe, manifest, scratch, progress)
@@ -169,7 +168,7 @@ def _failures(attempt: dict) -> str:
             reasons.append(f"{name} flips token {flip['position']} ({flip['fp32_margin']} σ)")
         elif probe["logits_min_cosine"] < attempt["min_cosine"]:
             reasons.append(f"{name} logits cosine {probe['logits_min_cosine']}")
-    return f"{attempt['recipe']} (block {attempt['block_size']}): {', '.join(reasons)}"
+    return f"{attempt['recipe']}, block {attempt['block_size']}: {', '.join(reasons)}"
 
 
 def _precision(spec: dict) -> str:
